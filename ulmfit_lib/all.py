@@ -1,2 +1,3 @@
 "Everything a notebook needs: `from ulmfit_lib.all import *` (fastai-style; the package itself uses explicit imports)."
 from .data import *
+from .numericalize import *
