@@ -1,3 +1,4 @@
 "Everything a notebook needs: `from ulmfit_lib.all import *` (fastai-style; the package itself uses explicit imports)."
 from .data import *
 from .numericalize import *
+from .lm_data import *
