@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['text_spec_tok', 'make_vocab', 'Numericalize', 'corpus_vocab', 'corpus_lut', 'numericalize_corpus']
 
-# %% ../nbs/02_numericalize.ipynb #f007772c
+# %% ../nbs/02_numericalize.ipynb #df22ca7e
 from collections import Counter
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from fasttransform import Transform
 from fastai.text.data import TensorText
 from fastai.text.core import UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ
 
-# %% ../nbs/02_numericalize.ipynb #fc2c5811
+# %% ../nbs/02_numericalize.ipynb #b3ace53d
 text_spec_tok = (UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ)  # fastai's order; a tuple, so nobody mutates it
 
 def _vocab_from_counts(toks, counts, min_freq=3, max_vocab=60000, special_toks=None):
@@ -45,7 +45,7 @@ def make_vocab(count, min_freq=3, max_vocab=60000, special_toks=None):
     return _vocab_from_counts(list(count.keys()), np.fromiter(count.values(), dtype=np.int64, count=len(count)),
                               min_freq=min_freq, max_vocab=max_vocab, special_toks=special_toks)
 
-# %% ../nbs/02_numericalize.ipynb #e94107cb
+# %% ../nbs/02_numericalize.ipynb #92590f11
 def _check_ids(ids, n):
     "`ValueError` naming the offenders if any id of the int array `ids` is outside `[0, n)`."
     if len(ids) == 0: return
@@ -85,7 +85,7 @@ class Numericalize(Transform):
         _check_ids(ids, len(self.vocab))
         return [self.vocab[i] for i in ids.tolist()]
 
-# %% ../nbs/02_numericalize.ipynb #ce6332ae
+# %% ../nbs/02_numericalize.ipynb #30020083
 def corpus_vocab(corpus, min_freq=3, max_vocab=60000, special_toks=None):
     "`make_vocab` from a `TokCorpus`'s `vocab`/`counts` arrays (same result as from `corpus.counter()`)."
     return _vocab_from_counts(corpus.vocab, corpus.counts, min_freq=min_freq, max_vocab=max_vocab, special_toks=special_toks)
