@@ -2,3 +2,4 @@
 from .data import *
 from .numericalize import *
 from .lm_data import *
+from .awd_lstm import *
