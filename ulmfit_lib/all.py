@@ -4,3 +4,4 @@ from .tokenize import *
 from .numericalize import *
 from .lm_data import *
 from .awd_lstm import *
+from .clas_data import *
