@@ -4,14 +4,14 @@
 
 # %% auto #0
 __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', 'text_spec_tok', 'text_proc_rules',
-           'text_postproc_rules', 'SpacyTokenizer', 'CACHE_ENV', 'CACHE_FORMAT', 'fix_html', 'replace_rep',
-           'replace_wrep', 'spec_add_spaces', 'rm_useless_spaces', 'replace_all_caps', 'replace_maj', 'lowercase',
-           'replace_space', 'compose_rules', 'WordTokenizer', 'Tokenizer', 'tokenize1', 'default_n_workers',
-           'encode_parallel', 'tokenize_texts', 'TokCorpus', 'corpus_key', 'default_cache_dir', 'tokenize_corpus',
-           'tokenize_folder', 'tokenize_df']
+           'text_postproc_rules', 'SpacyTokenizer', 'eu_langs', 'SentencePieceTokenizer', 'CACHE_ENV', 'CACHE_FORMAT',
+           'fix_html', 'replace_rep', 'replace_wrep', 'spec_add_spaces', 'rm_useless_spaces', 'replace_all_caps',
+           'replace_maj', 'lowercase', 'replace_space', 'compose_rules', 'WordTokenizer', 'SubwordTokenizer',
+           'CharTokenizer', 'Tokenizer', 'tokenize1', 'default_n_workers', 'encode_parallel', 'tokenize_texts',
+           'TokCorpus', 'corpus_key', 'default_cache_dir', 'tokenize_corpus', 'tokenize_folder', 'tokenize_df']
 
-# %% ../nbs/01_tokenize.ipynb #e83c2e94
-import html, hashlib, json, os, re, shutil, sys, tempfile, multiprocessing
+# %% ../nbs/01_tokenize.ipynb #ae90fb4b
+import html, hashlib, json, os, re, shutil, tempfile, multiprocessing, unicodedata
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
@@ -20,11 +20,11 @@ from fasttransform import Transform
 from fastai.data.transforms import get_files
 from .data import read_text
 
-# %% ../nbs/01_tokenize.ipynb #1695e43b
+# %% ../nbs/01_tokenize.ipynb #00d86fb5
 UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = "xxunk xxpad xxbos xxeos xxfld xxrep xxwrep xxup xxmaj".split()
 text_spec_tok = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
 
-# %% ../nbs/01_tokenize.ipynb #bab1a59f
+# %% ../nbs/01_tokenize.ipynb #286442e4
 def fix_html(x):
     "Various messy things we've seen in documents"
     x = x.replace('#39;', "'").replace('amp;', '&').replace('#146;', "'").replace('nbsp;', ' ').replace(
@@ -32,7 +32,7 @@ def fix_html(x):
         '\\"', '"').replace('<unk>',UNK).replace(' @.@ ','.').replace(' @-@ ','-').replace('...',' …')
     return html.unescape(x)
 
-# %% ../nbs/01_tokenize.ipynb #f4c9141d
+# %% ../nbs/01_tokenize.ipynb #ca070bfe
 _re_rep = re.compile(r'(\S)(\1{2,})')
 
 def replace_rep(t):
@@ -51,7 +51,7 @@ def replace_wrep(t):
         return f' {TK_WREP} {len(cc.split())+2} {c} {e}'
     return _re_wrep.sub(_replace_wrep, t)
 
-# %% ../nbs/01_tokenize.ipynb #602d81c6
+# %% ../nbs/01_tokenize.ipynb #1807ade2
 _re_spec = re.compile(r'([/#\\])')
 
 def spec_add_spaces(t):
@@ -64,7 +64,7 @@ def rm_useless_spaces(t):
     "Remove multiple spaces"
     return _re_space.sub(' ', t)
 
-# %% ../nbs/01_tokenize.ipynb #c4df6c27
+# %% ../nbs/01_tokenize.ipynb #8cbc4754
 _re_all_caps = re.compile(r'(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))')
 
 def replace_all_caps(t):
@@ -87,7 +87,7 @@ def lowercase(t, add_bos=True, add_eos=False):
     "Converts `t` to lowercase"
     return (f'{BOS} ' if add_bos else '') + t.lower().strip() + (f' {EOS}' if add_eos else '')
 
-# %% ../nbs/01_tokenize.ipynb #62673051
+# %% ../nbs/01_tokenize.ipynb #2045beeb
 def replace_space(t):
     "Replace embedded spaces in a token with unicode line char to allow for split/join"
     return t.replace(' ', '▁')
@@ -104,7 +104,15 @@ def compose_rules(rules):
         return t
     return _f
 
-# %% ../nbs/01_tokenize.ipynb #93672a62
+# %% ../nbs/01_tokenize.ipynb #0edcdc2f
+def _check_text(t, i=None):
+    if not isinstance(t, str):
+        raise TypeError(f"document {'' if i is None else f'{i} '}is a {type(t).__name__}, not a str: {t!r:.60}")
+    return t
+
+def _load_item(item):
+    return read_text(item) if isinstance(item, Path) else item
+
 def _spacy_nlp(lang, special_toks):
     import spacy
     from spacy.symbols import ORTH
@@ -149,12 +157,116 @@ class WordTokenizer:
 
 SpacyTokenizer = WordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #0d7bded6
-def _check_text(t, i=None):
-    if not isinstance(t, str):
-        raise TypeError(f"document {'' if i is None else f'{i} '}is a {type(t).__name__}, not a str: {t!r:.60}")
-    return t
+# %% ../nbs/01_tokenize.ipynb #c732d1b7
+eu_langs = ["bg", "cs", "da", "de", "el", "en", "es", "et", "fi", "fr", "ga", "hr", "hu",
+            "it","lt","lv","mt","nl","pl","pt","ro","sk","sl","sv"] # all European langs
 
+class SubwordTokenizer:
+    "SentencePiece tokenizer for `lang`, trained by `setup` as fastai's `SentencePieceTokenizer`"
+    def __init__(self, lang='en', special_toks=None, sp_model=None, vocab_sz=None, max_vocab_sz=30000,
+                 model_type='unigram', char_coverage=None, cache_dir='tmp'):
+        self.lang,self.sp_model,self.cache_dir = lang,sp_model,Path(cache_dir)
+        self.vocab_sz,self.max_vocab_sz,self.model_type = vocab_sz,max_vocab_sz,model_type
+        self.char_coverage = char_coverage if char_coverage is not None else (0.99999 if lang in eu_langs else 0.9998)
+        self.special_toks = list(text_spec_tok if special_toks is None else special_toks)
+        self.tok = None if sp_model is None else self._load(sp_model)
+
+    @staticmethod
+    def _load(sp_model):
+        from sentencepiece import SentencePieceProcessor
+        if not Path(sp_model).is_file(): raise FileNotFoundError(f'no sentencepiece model at {sp_model}')
+        tok = SentencePieceProcessor(); tok.Load(str(sp_model))
+        return tok
+
+    def _get_vocab_sz(self, raw_text_path):
+        cnt = Counter()
+        with open(raw_text_path, 'r', encoding='utf-8') as f:
+            for line in f.readlines():
+                cnt.update(line.split())
+                if len(cnt)//4 > self.max_vocab_sz: return self.max_vocab_sz
+        res = len(cnt)//4
+        while res%8 != 0: res+=1
+        return max(res,29)
+
+    def train(self, raw_text_path):
+        "Train a sentencepiece model on the lines of `raw_text_path`; return the path of `spm.model`"
+        from sentencepiece import SentencePieceTrainer
+        vocab_sz = self._get_vocab_sz(raw_text_path) if self.vocab_sz is None else self.vocab_sz
+        spec_tokens = ['\u2581'+s for s in self.special_toks]
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix='.spm-tmp-', dir=self.cache_dir))
+        try:
+            SentencePieceTrainer.Train(" ".join([
+                f"--input={raw_text_path} --vocab_size={vocab_sz} --model_prefix={tmp/'spm'}",
+                f"--character_coverage={self.char_coverage} --model_type={self.model_type}",
+                f"--unk_id={len(spec_tokens)} --pad_id=-1 --bos_id=-1 --eos_id=-1 --minloglevel=2",
+                f"--user_defined_symbols={','.join(spec_tokens)} --hard_vocab_limit=false"]))
+            os.replace(tmp/'spm.vocab', self.cache_dir/'spm.vocab')
+            os.replace(tmp/'spm.model', self.cache_dir/'spm.model')
+        finally: shutil.rmtree(tmp, ignore_errors=True)
+        return self.cache_dir/'spm.model'
+
+    def setup(self, items, rules=None):
+        "Train on `items` (texts or `Path`s) after `rules`, unless a model is loaded"
+        if self.tok is not None: return {'sp_model': self.sp_model}
+        f = compose_rules(rules)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.cache_dir, prefix='.spm-text-') as d:
+            raw = Path(d)/'texts.out'
+            with open(raw, 'w', encoding='utf-8') as fh:
+                for i,o in enumerate(items):
+                    t = _load_item(o) if isinstance(o, Path) else _check_text(o, i)
+                    fh.write(f'{f(t)}\n')
+            self.sp_model = self.train(raw)
+        self.tok = self._load(self.sp_model)
+        return {'sp_model': self.sp_model}
+
+    def __call__(self, items):
+        "Yield the pieces of each text in `items` (training on them first if there is no model)"
+        if self.tok is None: self.setup(items)
+        for t in items: yield self.tok.EncodeAsPieces(t)
+
+    def cache_key(self):
+        if self.tok is None: raise ValueError('SubwordTokenizer has no model yet: call setup(texts) first')
+        return ['SubwordTokenizer', self.special_toks, hashlib.sha256(self.tok.serialized_model_proto()).hexdigest()]
+    def __repr__(self): return f'SubwordTokenizer(lang={self.lang!r}, vocab_sz={self.vocab_sz}, sp_model={self.sp_model})'
+
+SentencePieceTokenizer = SubwordTokenizer
+
+# %% ../nbs/01_tokenize.ipynb #41ad7b1d
+def _attaches(c, prev):
+    "Does code point `c` belong to the same visible character as the one before (`prev`)?"
+    o = ord(c)
+    return (unicodedata.category(c) in ('Mn', 'Me', 'Mc') or c == '\u200d' or prev == '\u200d'
+            or 0xFE00 <= o <= 0xFE0F or 0x1F3FB <= o <= 0x1F3FF or 0xE0020 <= o <= 0xE007F)
+
+class CharTokenizer:
+    "Split texts into characters (grapheme-like clusters), keeping `special_toks` whole"
+    def __init__(self, special_toks=None):
+        self.special_toks = list(text_spec_tok if special_toks is None else special_toks)
+        alts = '|'.join(re.escape(t) for t in sorted(self.special_toks, key=len, reverse=True))
+        self._re = re.compile(rf'(?<!\S)(?:{alts})(?!\S)' if alts else r'(?!)')
+
+    def _split(self, t):
+        res,pos = [],0
+        for m in self._re.finditer(t):
+            res += self._chars(t[pos:m.start()]); res.append(m.group()); pos = m.end()
+        return res + self._chars(t[pos:])
+
+    @staticmethod
+    def _chars(s):
+        res = []
+        for i,c in enumerate(s):
+            if res and not c.isspace() and not res[-1].isspace() and _attaches(c, s[i-1]): res[-1] += c
+            else: res.append(c)
+        return res
+
+    def __call__(self, items):
+        for t in items: yield self._split(str(t))
+    def cache_key(self): return ['CharTokenizer', self.special_toks]
+    def __repr__(self): return 'CharTokenizer()'
+
+# %% ../nbs/01_tokenize.ipynb #f9b5cceb
 class Tokenizer(Transform):
     "Apply `rules` then `tok` to a text (or a file); `decode` joins tokens with `sep`"
     def __init__(self, tok, rules=None, counter=None, lengths=None, mode=None, sep=' '):
@@ -171,7 +283,7 @@ class Tokenizer(Transform):
         from fastai.torch_core import TitledStr
         return TitledStr(self.sep.join(o))
 
-# %% ../nbs/01_tokenize.ipynb #eefb7809
+# %% ../nbs/01_tokenize.ipynb #f1066944
 def tokenize1(text, tok=None, rules=None, post_rules=None):
     "Tokenize one `text` with `rules`, `tok` and `post_rules`, like fastai's batched path"
     if tok is None: tok = _default_word_tok()
@@ -181,15 +293,12 @@ def tokenize1(text, tok=None, rules=None, post_rules=None):
 @lru_cache(maxsize=1)
 def _default_word_tok(): return WordTokenizer()
 
-# %% ../nbs/01_tokenize.ipynb #3b4ee47a
+# %% ../nbs/01_tokenize.ipynb #9c4c8a1c
 _worker_state = None  # set in each forked worker by `_init_worker`, never in the parent
 
 def _init_worker(state):
     global _worker_state
     _worker_state = state
-
-def _load_item(item):
-    return read_text(item) if isinstance(item, Path) else item
 
 def _encode_chunk(state, start, stop):
     "Apply rules, tokenizer and post rules to `state['items'][start:stop]`: `(vocab, ids, lengths)`"
@@ -239,7 +348,7 @@ def encode_parallel(items, tok, rules, post_rules, n_workers=None, progress=Fals
     with ctx.Pool(min(n_workers, len(bounds)), initializer=_init_worker, initargs=(state,)) as pool:
         yield from _bar(pool.imap(_worker_chunk, bounds))
 
-# %% ../nbs/01_tokenize.ipynb #027d0c3a
+# %% ../nbs/01_tokenize.ipynb #21f89614
 def _prepare(items, tok, rules, post_rules):
     if tok is None: tok = _default_word_tok()
     rules = text_proc_rules if rules is None else list(rules)
@@ -258,7 +367,7 @@ def tokenize_texts(texts, n_workers=None, rules=None, tok=None, post_rules=None,
         for n in lengths.tolist(): res.append(toks[a:a+n]); a += n
     return res
 
-# %% ../nbs/01_tokenize.ipynb #352ecbb5
+# %% ../nbs/01_tokenize.ipynb #4cbc048f
 CACHE_ENV = 'ULMFIT_CACHE'
 CACHE_FORMAT = 1
 
@@ -287,7 +396,7 @@ class TokCorpus:
     def __repr__(self):
         return f'TokCorpus({len(self)} docs, {len(self.ids)} tokens, {len(self.vocab)} distinct)'
 
-# %% ../nbs/01_tokenize.ipynb #06f067ba
+# %% ../nbs/01_tokenize.ipynb #4e66ae6b
 def _func_key(f):
     "Name and bytecode of a rule, so that an edited rule gets another key"
     code = getattr(f, '__code__', None)
@@ -322,7 +431,7 @@ def default_cache_dir():
     "`$ULMFIT_CACHE`, else `~/.cache/ulmfit_lib`"
     return Path(os.environ.get(CACHE_ENV) or Path.home()/'.cache'/'ulmfit_lib').expanduser()
 
-# %% ../nbs/01_tokenize.ipynb #9ec9a371
+# %% ../nbs/01_tokenize.ipynb #8634ee37
 def _load_corpus(d, key):
     "The `TokCorpus` cached in folder `d`, or `None` if it is missing, incomplete or another key"
     try:
@@ -396,7 +505,7 @@ def tokenize_corpus(items, n_workers=None, rules=None, tok=None, post_rules=None
     res.path = path
     return res
 
-# %% ../nbs/01_tokenize.ipynb #dfdb6723
+# %% ../nbs/01_tokenize.ipynb #88581179
 def tokenize_folder(path, extensions=None, folders=None, n_workers=None, rules=None, tok=None,
                     post_rules=None, cache_dir=None, progress=True):
     "Tokenize the text files in `path` (recursively, only `folders` if given) into a cached `TokCorpus`"
