@@ -10,7 +10,7 @@ __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_
            'CharTokenizer', 'Tokenizer', 'tokenize1', 'default_n_workers', 'encode_parallel', 'tokenize_texts',
            'TokCorpus', 'corpus_key', 'default_cache_dir', 'tokenize_corpus', 'tokenize_folder', 'tokenize_df']
 
-# %% ../nbs/01_tokenize.ipynb #ae90fb4b
+# %% ../nbs/01_tokenize.ipynb #471e205b
 import html, hashlib, json, os, re, shutil, tempfile, multiprocessing, unicodedata
 from collections import Counter
 from functools import lru_cache
@@ -20,11 +20,11 @@ from fasttransform import Transform
 from fastai.data.transforms import get_files
 from .data import read_text
 
-# %% ../nbs/01_tokenize.ipynb #00d86fb5
+# %% ../nbs/01_tokenize.ipynb #96cde620
 UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = "xxunk xxpad xxbos xxeos xxfld xxrep xxwrep xxup xxmaj".split()
 text_spec_tok = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
 
-# %% ../nbs/01_tokenize.ipynb #286442e4
+# %% ../nbs/01_tokenize.ipynb #d627fe7f
 def fix_html(x):
     "Various messy things we've seen in documents"
     x = x.replace('#39;', "'").replace('amp;', '&').replace('#146;', "'").replace('nbsp;', ' ').replace(
@@ -32,7 +32,7 @@ def fix_html(x):
         '\\"', '"').replace('<unk>',UNK).replace(' @.@ ','.').replace(' @-@ ','-').replace('...',' …')
     return html.unescape(x)
 
-# %% ../nbs/01_tokenize.ipynb #ca070bfe
+# %% ../nbs/01_tokenize.ipynb #046fc32c
 _re_rep = re.compile(r'(\S)(\1{2,})')
 
 def replace_rep(t):
@@ -51,7 +51,7 @@ def replace_wrep(t):
         return f' {TK_WREP} {len(cc.split())+2} {c} {e}'
     return _re_wrep.sub(_replace_wrep, t)
 
-# %% ../nbs/01_tokenize.ipynb #1807ade2
+# %% ../nbs/01_tokenize.ipynb #d0fbaced
 _re_spec = re.compile(r'([/#\\])')
 
 def spec_add_spaces(t):
@@ -64,7 +64,7 @@ def rm_useless_spaces(t):
     "Remove multiple spaces"
     return _re_space.sub(' ', t)
 
-# %% ../nbs/01_tokenize.ipynb #8cbc4754
+# %% ../nbs/01_tokenize.ipynb #30ce71a3
 _re_all_caps = re.compile(r'(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))')
 
 def replace_all_caps(t):
@@ -87,7 +87,7 @@ def lowercase(t, add_bos=True, add_eos=False):
     "Converts `t` to lowercase"
     return (f'{BOS} ' if add_bos else '') + t.lower().strip() + (f' {EOS}' if add_eos else '')
 
-# %% ../nbs/01_tokenize.ipynb #2045beeb
+# %% ../nbs/01_tokenize.ipynb #622dfdf9
 def replace_space(t):
     "Replace embedded spaces in a token with unicode line char to allow for split/join"
     return t.replace(' ', '▁')
@@ -104,7 +104,7 @@ def compose_rules(rules):
         return t
     return _f
 
-# %% ../nbs/01_tokenize.ipynb #0edcdc2f
+# %% ../nbs/01_tokenize.ipynb #48826886
 def _check_text(t, i=None):
     if not isinstance(t, str):
         raise TypeError(f"document {'' if i is None else f'{i} '}is a {type(t).__name__}, not a str: {t!r:.60}")
@@ -157,7 +157,7 @@ class WordTokenizer:
 
 SpacyTokenizer = WordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #c732d1b7
+# %% ../nbs/01_tokenize.ipynb #80257455
 eu_langs = ["bg", "cs", "da", "de", "el", "en", "es", "et", "fi", "fr", "ga", "hr", "hu",
             "it","lt","lv","mt","nl","pl","pt","ro","sk","sl","sv"] # all European langs
 
@@ -233,7 +233,7 @@ class SubwordTokenizer:
 
 SentencePieceTokenizer = SubwordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #41ad7b1d
+# %% ../nbs/01_tokenize.ipynb #ee5e406f
 def _attaches(c, prev):
     "Does code point `c` belong to the same visible character as the one before (`prev`)?"
     o = ord(c)
@@ -266,7 +266,7 @@ class CharTokenizer:
     def cache_key(self): return ['CharTokenizer', self.special_toks]
     def __repr__(self): return 'CharTokenizer()'
 
-# %% ../nbs/01_tokenize.ipynb #f9b5cceb
+# %% ../nbs/01_tokenize.ipynb #70711880
 class Tokenizer(Transform):
     "Apply `rules` then `tok` to a text (or a file); `decode` joins tokens with `sep`"
     def __init__(self, tok, rules=None, counter=None, lengths=None, mode=None, sep=' '):
@@ -283,7 +283,7 @@ class Tokenizer(Transform):
         from fastai.torch_core import TitledStr
         return TitledStr(self.sep.join(o))
 
-# %% ../nbs/01_tokenize.ipynb #f1066944
+# %% ../nbs/01_tokenize.ipynb #926b6038
 def tokenize1(text, tok=None, rules=None, post_rules=None):
     "Tokenize one `text` with `rules`, `tok` and `post_rules`, like fastai's batched path"
     if tok is None: tok = _default_word_tok()
@@ -293,7 +293,7 @@ def tokenize1(text, tok=None, rules=None, post_rules=None):
 @lru_cache(maxsize=1)
 def _default_word_tok(): return WordTokenizer()
 
-# %% ../nbs/01_tokenize.ipynb #9c4c8a1c
+# %% ../nbs/01_tokenize.ipynb #4c794b75
 _worker_state = None  # set in each forked worker by `_init_worker`, never in the parent
 
 def _init_worker(state):
@@ -328,7 +328,7 @@ def default_n_workers():
     return min(16, n)
 
 def _chunks(n, n_workers, chunk_sz=None):
-    if chunk_sz is None: chunk_sz = max(1, min(2000, -(-n // max(1, 8*n_workers))))
+    if chunk_sz is None: chunk_sz = max(1, min(2000, -(-n // (8*max(1, n_workers)))))
     return [(i, min(n, i+chunk_sz)) for i in range(0, n, chunk_sz)]
 
 def encode_parallel(items, tok, rules, post_rules, n_workers=None, progress=False, chunk_sz=None):
@@ -348,7 +348,7 @@ def encode_parallel(items, tok, rules, post_rules, n_workers=None, progress=Fals
     with ctx.Pool(min(n_workers, len(bounds)), initializer=_init_worker, initargs=(state,)) as pool:
         yield from _bar(pool.imap(_worker_chunk, bounds))
 
-# %% ../nbs/01_tokenize.ipynb #21f89614
+# %% ../nbs/01_tokenize.ipynb #b15fb8e7
 def _prepare(items, tok, rules, post_rules):
     if tok is None: tok = _default_word_tok()
     rules = text_proc_rules if rules is None else list(rules)
@@ -367,7 +367,7 @@ def tokenize_texts(texts, n_workers=None, rules=None, tok=None, post_rules=None,
         for n in lengths.tolist(): res.append(toks[a:a+n]); a += n
     return res
 
-# %% ../nbs/01_tokenize.ipynb #4cbc048f
+# %% ../nbs/01_tokenize.ipynb #d4e2e4cb
 CACHE_ENV = 'ULMFIT_CACHE'
 CACHE_FORMAT = 1
 
@@ -396,12 +396,12 @@ class TokCorpus:
     def __repr__(self):
         return f'TokCorpus({len(self)} docs, {len(self.ids)} tokens, {len(self.vocab)} distinct)'
 
-# %% ../nbs/01_tokenize.ipynb #4e66ae6b
+# %% ../nbs/01_tokenize.ipynb #adade866
 def _func_key(f):
     "Name and bytecode of a rule, so that an edited rule gets another key"
     code = getattr(f, '__code__', None)
     name = getattr(f, '__qualname__', None) or type(f).__qualname__
-    fp = hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:16] if code else repr(f)
+    fp = hashlib.sha256(code.co_code + repr((code.co_consts, code.co_names)).encode()).hexdigest()[:16] if code else repr(f)
     return f'{getattr(f, "__module__", "")}.{name}:{fp}'
 
 def _tok_key(tok):
@@ -431,7 +431,7 @@ def default_cache_dir():
     "`$ULMFIT_CACHE`, else `~/.cache/ulmfit_lib`"
     return Path(os.environ.get(CACHE_ENV) or Path.home()/'.cache'/'ulmfit_lib').expanduser()
 
-# %% ../nbs/01_tokenize.ipynb #8634ee37
+# %% ../nbs/01_tokenize.ipynb #6ab1dfeb
 def _load_corpus(d, key):
     "The `TokCorpus` cached in folder `d`, or `None` if it is missing, incomplete or another key"
     try:
@@ -505,7 +505,7 @@ def tokenize_corpus(items, n_workers=None, rules=None, tok=None, post_rules=None
     res.path = path
     return res
 
-# %% ../nbs/01_tokenize.ipynb #88581179
+# %% ../nbs/01_tokenize.ipynb #751d69f6
 def tokenize_folder(path, extensions=None, folders=None, n_workers=None, rules=None, tok=None,
                     post_rules=None, cache_dir=None, progress=True):
     "Tokenize the text files in `path` (recursively, only `folders` if given) into a cached `TokCorpus`"

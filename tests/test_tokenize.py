@@ -1,0 +1,295 @@
+"Parity with fastai 2.8 (sample of IMDb + adversarial strings + random text), cache key/atomicity, bad input."
+import os, pickle, shutil
+from collections import Counter
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings, strategies as st, HealthCheck
+import fastai.text.core as fc
+from ulmfit_lib.data import imdb_sample, read_text
+import ulmfit_lib.tokenize as T
+from ulmfit_lib.tokenize import (WordTokenizer, SubwordTokenizer, CharTokenizer, Tokenizer, tokenize1, tokenize_texts,
+                                 tokenize_corpus, tokenize_folder, tokenize_df, TokCorpus, text_proc_rules,
+                                 text_postproc_rules, text_spec_tok, compose_rules)
+
+ADVERSARIAL = [
+    '', ' ', '\t', '\n', '\r\n', '   \n\t  ', 'a', 'A', 'I', 'xxbos', 'xxmaj xxup xxrep', 'xxbosxx xxunk.',
+    'Hello World!', 'THIS IS ALL CAPS!!! REALLY?', 'McDonald iPhone eBay NASA-led U.S.A. A.B.C',
+    'so so so so so good', 'very very very', 'no no', 'the the the the.', 'hahahahaha', 'Nooooooo!!!!!!!?????',
+    'aaa bbb ccc', '&amp; &lt;b&gt; &quot;hi&quot; &#39;yo&#39; &nbsp; &eacute; &#x27; &#146; #36;5 amp; quot;',
+    '<br /><br />New para<br/>x<br />  <br />y', 'line\\nbreak and a \\"quote\\"', '<unk> word @.@ 5 @-@ 6',
+    'wait... what....', 'emoji 😀😀😀 👍🏽 👨‍👩‍👧 🇫🇷 ok', 'CJK 日本語のテキスト 中文 한국어 text', 'Ünïcödé ÀÉÎ ß straße',
+    'e\u0301 combining \u0301 accents', 'url http://www.example.com/path?q=1&r=2#frag and www.IMDB.com',
+    'mail me@example.com, #hashtag a/b c\\d', 'tabs\tand\ttabs\t\tdouble', 'crlf\r\nline\r\n\r\nend',
+    'zero\u200bwidth\u200dj\ufeffbom', 'nbsp\xa0here\u2003em\u3000ideo', 'x' * 2000, 'ab ' * 1000,
+    'Wow' + '!' * 300, 'A' * 50 + ' B ' + 'c' * 50, "don't won't can't I'm you're y'all O'Neil",
+    '$5.00 10% 3.14 1,000,000 -5 +7 1e10 (a) [b] {c} "d" \'e\'', '—dash–en… “curly” ‘single’ «guill»',
+    'Mr. Smith vs. Dr. Who etc. e.g. i.e.', '\x00\x01\x1f ctrl \x7f', '▁ already ▁▁ spaces ▁',
+    ' leading and trailing ', 'UPPER lower Mixed UPPER', 'I I I I', 'ok OK Ok oK',
+]
+
+
+@pytest.fixture(scope='module')
+def ours(): return WordTokenizer()
+
+@pytest.fixture(scope='module')
+def theirs(): return fc.SpacyTokenizer()
+
+@pytest.fixture(scope='module')
+def imdb_texts(imdb_path):
+    "400 real reviews: 300 labelled + 100 unsup, seeded."
+    s = imdb_sample(imdb_path, n_train=200, n_valid=100, n_unsup=100, seed=7)
+    return [read_text(f) for f in s.train + s.valid + s.unsup]
+
+def _L(x): return [list(o) for o in x]
+
+
+# ---------------------------------------------------------------- parity with fastai
+
+def test_spec_tok_and_rules_are_fastais():
+    assert text_spec_tok == fc.defaults.text_spec_tok
+    assert [r.__name__ for r in text_proc_rules] == [r.__name__ for r in fc.defaults.text_proc_rules]
+    assert [r.__name__ for r in text_postproc_rules] == ['replace_space']
+
+
+def test_imdb_batched_path_parity(imdb_texts, theirs):
+    "tokenize_texts == fastai's tokenize_texts on 400 IMDb reviews, with 2 workers and with none."
+    expected = _L(fc.tokenize_texts(imdb_texts, n_workers=0, tok=theirs))
+    assert tokenize_texts(imdb_texts, n_workers=2) == expected
+    assert tokenize_texts(imdb_texts[:60], n_workers=0) == expected[:60]
+
+
+def test_imdb_per_item_path_parity(imdb_texts, ours, theirs):
+    "Tokenizer(tok)(txt) == fastai's Tokenizer(tok)(txt) (no post rules), and the two paths really differ."
+    tkn, ftkn = Tokenizer(ours), fc.Tokenizer(theirs)
+    per_item = [tkn(t) for t in imdb_texts]
+    assert per_item == [list(ftkn(t)) for t in imdb_texts]
+    batched = tokenize_texts(imdb_texts, n_workers=0)
+    differ = [i for i,(a,b) in enumerate(zip(per_item, batched)) if a != b]
+    assert differ, 'expected some reviews where the post rule changes tokens'
+    for i in differ: assert [fc.replace_space(t) for t in per_item[i]] == batched[i]
+
+
+def test_adversarial_parity(ours, theirs):
+    expected = _L(fc.tokenize_texts(ADVERSARIAL, n_workers=0, tok=theirs))
+    assert tokenize_texts(ADVERSARIAL, n_workers=2) == expected
+    assert [tokenize1(t) for t in ADVERSARIAL] == expected
+    ftkn = fc.Tokenizer(theirs)
+    assert [Tokenizer(ours)(t) for t in ADVERSARIAL] == [list(ftkn(t)) for t in ADVERSARIAL]
+
+
+def test_long_document_parity(imdb_texts, ours, theirs):
+    "A 50k-character document (reviews glued together)."
+    doc = ' '.join(imdb_texts)[:50_000]
+    assert tokenize1(doc, tok=ours) == list(fc.tokenize1(doc, theirs))
+
+
+_alphabet = st.sampled_from(list('aAbBzZ  \n\t.,!?\'"/#\\-:;()<>&') + ['<br />', '&amp;', 'xxbos', 'xxmaj', ' I ',
+                                                                       'NYC', 'Ok', 'ok ok ok ', '!!!', '😀', 'é', '\xa0'])
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(_alphabet, max_size=40))
+def test_random_text_parity(ours, theirs, parts):
+    t = ''.join(parts)
+    for r, fr in zip(text_proc_rules + text_postproc_rules, fc.defaults.text_proc_rules + fc.defaults.text_postproc_rules):
+        assert r(t) == fr(t), r.__name__
+    assert tokenize1(t, tok=ours) == list(fc.tokenize1(t, theirs))
+
+
+def test_tokenize_folder_parity(tmp_path, imdb_path):
+    "Files, tokens, lengths and the Counter (with its insertion order) of fastai's tokenize_folder, n_workers=0."
+    src = tmp_path/'corpus'
+    s = imdb_sample(imdb_path, n_train=40, n_valid=20, seed=3)
+    for f in s.train + s.valid:
+        d = src/f.parent.parent.name/f.parent.name; d.mkdir(parents=True, exist_ok=True); shutil.copy(f, d/f.name)
+    (src/'train'/'pos'/'crlf.txt').write_bytes(b'Line one\r\nLINE TWO\r\n\r\n  three!!!!')
+    (src/'notes.md').write_text('not a review')
+    out = fc.tokenize_folder(src, n_workers=0, output_dir=tmp_path/'fa_tok')
+    fcount, flens = fc.load_pickle(out/'counter.pkl'), fc.load_pickle(out/'lengths.pkl')
+    c = tokenize_folder(src, n_workers=2, cache_dir=tmp_path/'cache', progress=False)
+    assert [str(f) for f in c.files] == [str(f.relative_to(src)) for f in fc.get_files(src, extensions=['.txt'])]
+    assert list(c.counter().items()) == list(fcount.items())          # same counts, same tie order
+    assert {str(f): int(n) for f, n in zip(c.files, c.lengths)} == flens
+    for i, f in enumerate(c.files): assert c.doc(i) == (out/f).read_text(encoding='utf8').split(' ')
+    # fastai with 2 workers: same multiset of counts (its insertion order depends on which worker finishes first)
+    out2 = fc.tokenize_folder(src, n_workers=2, output_dir=tmp_path/'fa_tok2')
+    assert fc.load_pickle(out2/'counter.pkl') == c.counter()
+    sub = tokenize_folder(src, folders=['test'], cache_dir=tmp_path/'cache', progress=False)
+    assert len(sub) == 20 and all(f.parts[0] == 'test' for f in sub.files)
+
+
+def test_tokenize_df_parity(imdb_texts, theirs, tmp_path):
+    df = pd.DataFrame({'title': [t[:30] for t in imdb_texts[:50]], 'text': imdb_texts[:50], 'label': range(50)})
+    for cols in (['text'], ['title', 'text']):
+        fdf, fcount = fc.tokenize_df(df, cols, n_workers=0, tok=theirs)
+        c = tokenize_df(df, cols, n_workers=2, cache_dir=tmp_path, progress=False)
+        assert c.docs() == _L(fdf['text'])
+        assert list(c.counter().items()) == list(fcount.items())
+
+
+def test_subword_parity(imdb_texts, tmp_path):
+    "Same vocabulary-size rule, same pieces with the same scores, same tokens as fastai's SentencePieceTokenizer."
+    texts = imdb_texts[:150]
+    ours, theirs = SubwordTokenizer(cache_dir=tmp_path/'o'), fc.SentencePieceTokenizer(cache_dir=tmp_path/'t')
+    raw = tmp_path/'raw.txt'; raw.write_text('\n'.join(texts))
+    assert ours._get_vocab_sz(raw) == theirs._get_vocab_sz(raw)
+    a = tokenize_texts(texts, tok=ours, n_workers=2)
+    b = _L(fc.tokenize_texts(texts, tok=theirs, n_workers=0))
+    assert a == b
+    pieces = lambda sp: [(sp.IdToPiece(i), sp.GetScore(i)) for i in range(sp.GetPieceSize())]
+    assert pieces(ours.tok) == pieces(theirs.tok)
+    assert sorted(p.name for p in (tmp_path/'o').iterdir()) == ['spm.model', 'spm.vocab']
+    c = tokenize_corpus(texts[:20], tok=ours, cache_dir=tmp_path/'c', progress=False)
+    assert c.docs() == a[:20]
+
+
+# ---------------------------------------------------------------- properties
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=200))
+def test_char_tokenizer_roundtrip(t):
+    toks = next(CharTokenizer()([t]))
+    assert ''.join(toks) == t
+    assert all(len(x) > 0 for x in toks)
+
+
+def test_char_tokenizer_clusters():
+    ct = CharTokenizer()
+    assert next(ct(['xxmaj 👨‍👩‍👧 e\u0301!'])) == ['xxmaj', ' ', '👨‍👩‍👧', ' ', 'e\u0301', '!']
+    assert next(ct(['axxbos xxbos'])) == list('axxbos') + [' ', 'xxbos']
+
+
+@settings(max_examples=40, deadline=None)
+@given(docs=st.lists(st.lists(st.sampled_from(list('ab AB.\n!') + ['xxmaj', '  ']), max_size=30).map(''.join), max_size=12),
+       n_workers=st.sampled_from([0, 2]))
+def test_corpus_matches_token_lists(docs, n_workers):
+    "A TokCorpus is the token lists: docs, first-seen vocab, counts, offsets, and the numericalize remap."
+    c = tokenize_corpus(docs, n_workers=n_workers, cache_dir=False, progress=False)
+    toks = tokenize_texts(docs, n_workers=0)
+    assert len(c) == len(docs) and c.docs() == toks
+    seen = list(dict.fromkeys(t for d in toks for t in d))
+    assert c.vocab == seen
+    cnt = Counter()
+    for d in toks: cnt.update(d)
+    assert list(c.counter().items()) == list(cnt.items())
+    assert c.ids.dtype == np.int32 and c.counts.dtype == np.int64 and c.offsets.dtype == np.int64
+    assert c.lengths.tolist() == [len(d) for d in toks]
+    new_vocab = sorted(set(seen))
+    lut = np.array([new_vocab.index(t) for t in c.vocab], dtype=np.int64)
+    assert [[new_vocab[i] for i in lut[c.doc_ids(k)]] for k in range(len(c))] == toks
+
+
+def test_chunking_does_not_matter(imdb_texts):
+    a = list(T.encode_parallel(imdb_texts[:30], WordTokenizer(), text_proc_rules, text_postproc_rules, 0, chunk_sz=1))
+    b = list(T.encode_parallel(imdb_texts[:30], WordTokenizer(), text_proc_rules, text_postproc_rules, 2, chunk_sz=7))
+    dec = lambda parts: [v[i] for v, ids, _ in parts for i in ids]
+    assert dec(a) == dec(b)
+
+
+def test_word_tokenizer_pickles():
+    w = pickle.loads(pickle.dumps(WordTokenizer(special_toks=['xxfoo'])))
+    assert w.special_toks == ['xxfoo'] and next(w(['xxfoo bar'])) == ['xxfoo', 'bar']
+
+
+def test_tokenizer_transform_decode_and_path(tmp_path):
+    tkn = Tokenizer(WordTokenizer)
+    (tmp_path/'a.txt').write_text('Hi THERE')
+    assert tkn(tmp_path/'a.txt') == ['xxbos', 'xxmaj', 'hi', 'xxup', 'there']
+    assert tkn.decode(['xxbos', 'hi']) == 'xxbos hi'
+    assert Tokenizer(WordTokenizer(), rules=[])('Hi THERE') == ['Hi', 'THERE']
+
+
+# ---------------------------------------------------------------- cache
+
+def _texts(n=30): return [f'Review number {i}. It was GREAT!!! really really really' for i in range(n)]
+
+def test_cache_reused_and_keyed(tmp_path, monkeypatch):
+    c1 = tokenize_corpus(_texts(), cache_dir=tmp_path, progress=False, n_workers=0)
+    assert c1.cache_path.parent == tmp_path and isinstance(c1.ids, np.memmap)
+    def boom(*a, **k): raise AssertionError('rebuilt instead of loading the cache')
+    monkeypatch.setattr(T, '_build_corpus', boom)
+    c2 = tokenize_corpus(_texts(), cache_dir=tmp_path, progress=False, n_workers=2)
+    assert c2.cache_path == c1.cache_path and c2.docs() == c1.docs()
+    monkeypatch.undo()
+    # another text, other rules, another tokenizer setting, other post rules: another key
+    keys = {c1.key}
+    for kw in (dict(items=_texts()[:-1] + ['changed']), dict(rules=text_proc_rules[:-1]),
+               dict(tok=WordTokenizer(special_toks=['xxbos'])), dict(post_rules=[])):
+        items = kw.pop('items', _texts())
+        c = tokenize_corpus(items, cache_dir=tmp_path, progress=False, n_workers=0, **kw)
+        assert c.key not in keys; keys.add(c.key)
+    assert sorted(p.name.startswith('tok-') for p in tmp_path.iterdir()) == [True] * 5
+
+
+def test_cache_rule_edit_changes_key():
+    def r(t): return t.lower()
+    def r2(t): return t.upper()
+    k1, _ = T.corpus_key(['a'], WordTokenizer(), [r], [])
+    r2.__name__ = r2.__qualname__ = r.__qualname__
+    k2, _ = T.corpus_key(['a'], WordTokenizer(), [r2], [])
+    assert k1 != k2
+
+
+def test_cache_env_var(tmp_path, monkeypatch):
+    monkeypatch.setenv('ULMFIT_CACHE', str(tmp_path/'envcache'))
+    c = tokenize_corpus(['a b'], progress=False, n_workers=0)
+    assert c.cache_path.parent == tmp_path/'envcache'
+
+
+def test_file_change_invalidates(tmp_path):
+    d = tmp_path/'data'; d.mkdir(); f = d/'a.txt'; f.write_text('one two')
+    c1 = tokenize_folder(d, cache_dir=tmp_path/'c', progress=False)
+    f.write_text('one two three'); os.utime(f, ns=(1, 1))
+    c2 = tokenize_folder(d, cache_dir=tmp_path/'c', progress=False)
+    assert c1.key != c2.key and c2.doc(0) == ['xxbos', 'one', 'two', 'three']
+
+
+def test_interrupted_run_leaves_no_cache(tmp_path, monkeypatch):
+    "Ctrl-C after the first chunk: no cache folder, no temp folder, and the next run builds a good cache."
+    orig = T._encode_chunk
+    calls = []
+    def flaky(state, a, b):
+        calls.append(a)
+        if len(calls) == 2: raise KeyboardInterrupt
+        return orig(state, a, b)
+    monkeypatch.setattr(T, '_encode_chunk', flaky)
+    with pytest.raises(KeyboardInterrupt):
+        T.tokenize_corpus(_texts(40), cache_dir=tmp_path, progress=False, n_workers=0)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    c = tokenize_corpus(_texts(40), cache_dir=tmp_path, progress=False, n_workers=0)
+    assert c.docs() == tokenize_texts(_texts(40), n_workers=0)
+
+
+def test_leftover_temp_and_broken_cache(tmp_path):
+    c = tokenize_corpus(_texts(), cache_dir=tmp_path, progress=False, n_workers=0)
+    good = c.docs()
+    (tmp_path/f'.tmp-tok-{c.key}-xyz').mkdir()                      # what a killed run leaves behind
+    with open(c.cache_path/'ids.i32', 'r+b') as f: f.truncate(8)     # a damaged cache
+    c2 = tokenize_corpus(_texts(), cache_dir=tmp_path, progress=False, n_workers=0)
+    assert c2.docs() == good
+    assert [p.name for p in tmp_path.iterdir()] == [c.cache_path.name]
+    (c.cache_path/'meta.json').unlink()                              # no meta: never loaded
+    assert T._load_corpus(c.cache_path, c.key) is None
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_bad_documents():
+    with pytest.raises(TypeError, match='document 2 is a int'): tokenize_texts(['a', 'b', 3], n_workers=0)
+    with pytest.raises(TypeError, match='document 1 is a NoneType'): tokenize_corpus(['a', None], cache_dir=False)
+    with pytest.raises(TypeError, match='mix'): tokenize_corpus(['a', Path('b.txt')], cache_dir=False)
+    with pytest.raises(TypeError, match='bytes'): tokenize1(b'abc')
+    assert tokenize_texts(['', '   '], n_workers=0) == [['xxbos'], ['xxbos']]
+    assert tokenize_corpus([], cache_dir=False, progress=False).docs() == []
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nowhere'): tokenize_folder(tmp_path/'nowhere')
+    with pytest.raises(FileNotFoundError, match='gone.txt'): tokenize_corpus([tmp_path/'gone.txt'], cache_dir=False)
+    d = tmp_path/'d'; d.mkdir(); (d/'ok.txt').write_text('fine'); (d/'bad.txt').write_bytes('caf\xe9'.encode('latin-1'))
+    for n in (0, 2):
+        with pytest.raises(ValueError, match='bad.txt'): tokenize_folder(d, cache_dir=tmp_path/'c', n_workers=n, progress=False)
+    assert not list((tmp_path/'c').glob('tok-*'))
+    with pytest.raises(FileNotFoundError, match='nope.model'): SubwordTokenizer(sp_model=tmp_path/'nope.model')
