@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['docs_to_arrays', 'LMDataLoader']
 
-# %% ../nbs/03_lm_data.ipynb #346bb8a3
+# %% ../nbs/03_lm_data.ipynb #784ee136
 import random
 import numpy as np
 import pandas as pd
@@ -15,7 +15,7 @@ from fastai.data.core import TfmdDL
 from fastai.text.data import LMTensorText
 from fastai.torch_core import display_df
 
-# %% ../nbs/03_lm_data.ipynb #63beaa6b
+# %% ../nbs/03_lm_data.ipynb #c0ad2cfd
 def _as_int_array(d):
     "Token ids of one document as a 1-d numpy int array (no copy for numpy input)."
     if isinstance(d, tuple) and len(d) == 1: d = d[0]     # a fastai `Datasets` item: `(LMTensorText,)`
@@ -41,7 +41,7 @@ class _Docs:
     def __getitem__(self, i):
         s = int(self.starts[i]); return LMTensorText(torch.from_numpy(self.buf[s:s+int(self.lens[i])].astype(np.int64)))
 
-# %% ../nbs/03_lm_data.ipynb #4ddf2b2a
+# %% ../nbs/03_lm_data.ipynb #dc3d333b
 class LMDataLoader(TfmdDL):
     "A `DataLoader` for language modeling: fastai's batches, built from one int array per epoch"
     def __init__(self, dataset=None, lens=None, cache=2, bs=64, seq_len=72, num_workers=0, shuffle=False,
@@ -96,13 +96,11 @@ class LMDataLoader(TfmdDL):
         s, n = self._stream, self.bs * self.bl
         return s[:n].reshape(self.bs, self.bl), s[1:n+1].reshape(self.bs, self.bl)
 
-    def get_idxs(self):
-        self._order = self.doc_order()
-        self._stream = self.make_stream(self._order)
-        return range(self.n)
+    def get_idxs(self): return list(range(self.n))    # fastai's: the sample order is fixed, documents are shuffled
 
     def create_batches(self, samps):
-        if self._stream is None: self.get_idxs()
+        self._order = self.doc_order()                     # once per epoch
+        self._stream = self.make_stream(self._order)
         X, Y = self._rows()
         for k in range(self.n_batches):
             a = k * self.seq_len; sl = self.last_len if k == self.n_batches - 1 else self.seq_len
