@@ -97,6 +97,24 @@ def test_random_text_parity(ours, theirs, parts):
     assert tokenize1(t, tok=ours) == list(fc.tokenize1(t, theirs))
 
 
+_glue = st.sampled_from(text_spec_tok + list(' .,!?\'"()[]-/:;$%<>\n') + ['...', "'s", "n't", 'a', 'US', '5', 'http://x.co', ':)'])
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(_glue, max_size=25))
+def test_fast_path_equals_special_cases(ours, parts):
+    "The cache-friendly tokenizer without special cases gives the tokens of spaCy with them, specials glued to anything."
+    t = ''.join(parts)
+    assert next(ours([t])) == [x.text for x in ours.nlp.tokenizer(t)]
+
+
+def test_fast_path_imdb(imdb_texts, ours):
+    pre = compose_rules(text_proc_rules)
+    texts = [pre(t) for t in imdb_texts]
+    slow = WordTokenizer(fast=False)
+    assert slow._tok is slow.nlp.tokenizer and ours._tok is not ours.nlp.tokenizer
+    assert list(ours(texts)) == list(slow(texts))
+
+
 def test_tokenize_folder_parity(tmp_path, imdb_path):
     "Files, tokens, lengths and the Counter (with its insertion order) of fastai's tokenize_folder, n_workers=0."
     src = tmp_path/'corpus'

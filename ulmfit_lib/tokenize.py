@@ -10,7 +10,7 @@ __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_
            'CharTokenizer', 'Tokenizer', 'tokenize1', 'default_n_workers', 'encode_parallel', 'tokenize_texts',
            'TokCorpus', 'corpus_key', 'default_cache_dir', 'tokenize_corpus', 'tokenize_folder', 'tokenize_df']
 
-# %% ../nbs/01_tokenize.ipynb #471e205b
+# %% ../nbs/01_tokenize.ipynb #7763482a
 import html, hashlib, json, os, re, shutil, tempfile, multiprocessing, unicodedata
 from collections import Counter
 from functools import lru_cache
@@ -20,11 +20,11 @@ from fasttransform import Transform
 from fastai.data.transforms import get_files
 from .data import read_text
 
-# %% ../nbs/01_tokenize.ipynb #96cde620
+# %% ../nbs/01_tokenize.ipynb #6b936563
 UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = "xxunk xxpad xxbos xxeos xxfld xxrep xxwrep xxup xxmaj".split()
 text_spec_tok = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
 
-# %% ../nbs/01_tokenize.ipynb #d627fe7f
+# %% ../nbs/01_tokenize.ipynb #64d9caea
 def fix_html(x):
     "Various messy things we've seen in documents"
     x = x.replace('#39;', "'").replace('amp;', '&').replace('#146;', "'").replace('nbsp;', ' ').replace(
@@ -32,7 +32,7 @@ def fix_html(x):
         '\\"', '"').replace('<unk>',UNK).replace(' @.@ ','.').replace(' @-@ ','-').replace('...',' …')
     return html.unescape(x)
 
-# %% ../nbs/01_tokenize.ipynb #046fc32c
+# %% ../nbs/01_tokenize.ipynb #894c2ff6
 _re_rep = re.compile(r'(\S)(\1{2,})')
 
 def replace_rep(t):
@@ -51,7 +51,7 @@ def replace_wrep(t):
         return f' {TK_WREP} {len(cc.split())+2} {c} {e}'
     return _re_wrep.sub(_replace_wrep, t)
 
-# %% ../nbs/01_tokenize.ipynb #d0fbaced
+# %% ../nbs/01_tokenize.ipynb #9c29e282
 _re_spec = re.compile(r'([/#\\])')
 
 def spec_add_spaces(t):
@@ -64,7 +64,7 @@ def rm_useless_spaces(t):
     "Remove multiple spaces"
     return _re_space.sub(' ', t)
 
-# %% ../nbs/01_tokenize.ipynb #30ce71a3
+# %% ../nbs/01_tokenize.ipynb #2e1b8dd2
 _re_all_caps = re.compile(r'(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))')
 
 def replace_all_caps(t):
@@ -87,7 +87,7 @@ def lowercase(t, add_bos=True, add_eos=False):
     "Converts `t` to lowercase"
     return (f'{BOS} ' if add_bos else '') + t.lower().strip() + (f' {EOS}' if add_eos else '')
 
-# %% ../nbs/01_tokenize.ipynb #622dfdf9
+# %% ../nbs/01_tokenize.ipynb #60ad4121
 def replace_space(t):
     "Replace embedded spaces in a token with unicode line char to allow for split/join"
     return t.replace(' ', '▁')
@@ -104,7 +104,7 @@ def compose_rules(rules):
         return t
     return _f
 
-# %% ../nbs/01_tokenize.ipynb #48826886
+# %% ../nbs/01_tokenize.ipynb #089bfcc1
 def _check_text(t, i=None):
     if not isinstance(t, str):
         raise TypeError(f"document {'' if i is None else f'{i} '}is a {type(t).__name__}, not a str: {t!r:.60}")
@@ -120,21 +120,29 @@ def _spacy_nlp(lang, special_toks):
     for w in special_toks: nlp.tokenizer.add_special_case(w, [{ORTH: w}])
     return nlp
 
+def _plain_specials(nlp, special_toks):
+    "Are all `special_toks` single tokens that spaCy never cuts, special case or not?"
+    t = nlp.tokenizer
+    return all(s and not any(c.isspace() for c in s) and not t.find_prefix(s) and not t.find_suffix(s)
+               and not list(t.find_infix(s)) for s in special_toks)
+
 class WordTokenizer:
     "spaCy tokenizer for `lang` with `special_toks` as special cases (fastai's `SpacyTokenizer`)"
-    def __init__(self, lang='en', special_toks=None, buf_sz=5000):
-        self.lang,self.buf_sz = lang,buf_sz
+    def __init__(self, lang='en', special_toks=None, buf_sz=5000, fast=True):
+        self.lang,self.buf_sz,self.fast = lang,buf_sz,fast
         self.special_toks = list(text_spec_tok if special_toks is None else special_toks)
         self.nlp = _spacy_nlp(lang, self.special_toks)
+        plain = _spacy_nlp(lang, [])
+        self._tok = plain.tokenizer if fast and _plain_specials(plain, self.special_toks) else self.nlp.tokenizer
 
     def __call__(self, items):
         "Yield the token list of each text in `items`"
-        strings = self.nlp.vocab.strings
+        strings = self._tok.vocab.strings
         for h in self._hashes(items): yield [strings[x] for x in h.tolist()]
 
     def _hashes(self, items):
         from spacy.attrs import ORTH
-        for doc in self.nlp.tokenizer.pipe(map(str, items), batch_size=self.buf_sz):
+        for doc in self._tok.pipe(map(str, items), batch_size=self.buf_sz):
             yield doc.to_array(ORTH)
 
     def encode_batch(self, texts):
@@ -145,19 +153,19 @@ class WordTokenizer:
         uniq,first,inv = np.unique(np.concatenate(hs), return_index=True, return_inverse=True)
         order = np.argsort(first, kind='stable')
         rank = np.empty(len(order), np.int32); rank[order] = np.arange(len(order), dtype=np.int32)
-        strings = self.nlp.vocab.strings
+        strings = self._tok.vocab.strings
         return [strings[h] for h in uniq[order].tolist()], rank[inv.reshape(-1)], lengths
 
     def cache_key(self):
         import spacy
         return ['WordTokenizer', self.lang, self.special_toks, f'spacy {spacy.__version__}']
-    def __getstate__(self): return dict(lang=self.lang, special_toks=self.special_toks, buf_sz=self.buf_sz)
+    def __getstate__(self): return dict(lang=self.lang, special_toks=self.special_toks, buf_sz=self.buf_sz, fast=self.fast)
     def __setstate__(self, d): self.__init__(**d)
     def __repr__(self): return f'WordTokenizer(lang={self.lang!r})'
 
 SpacyTokenizer = WordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #80257455
+# %% ../nbs/01_tokenize.ipynb #fbc98561
 eu_langs = ["bg", "cs", "da", "de", "el", "en", "es", "et", "fi", "fr", "ga", "hr", "hu",
             "it","lt","lv","mt","nl","pl","pt","ro","sk","sl","sv"] # all European langs
 
@@ -233,7 +241,7 @@ class SubwordTokenizer:
 
 SentencePieceTokenizer = SubwordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #ee5e406f
+# %% ../nbs/01_tokenize.ipynb #19854917
 def _attaches(c, prev):
     "Does code point `c` belong to the same visible character as the one before (`prev`)?"
     o = ord(c)
@@ -266,7 +274,7 @@ class CharTokenizer:
     def cache_key(self): return ['CharTokenizer', self.special_toks]
     def __repr__(self): return 'CharTokenizer()'
 
-# %% ../nbs/01_tokenize.ipynb #70711880
+# %% ../nbs/01_tokenize.ipynb #d7971b43
 class Tokenizer(Transform):
     "Apply `rules` then `tok` to a text (or a file); `decode` joins tokens with `sep`"
     def __init__(self, tok, rules=None, counter=None, lengths=None, mode=None, sep=' '):
@@ -283,7 +291,7 @@ class Tokenizer(Transform):
         from fastai.torch_core import TitledStr
         return TitledStr(self.sep.join(o))
 
-# %% ../nbs/01_tokenize.ipynb #926b6038
+# %% ../nbs/01_tokenize.ipynb #7e79ee28
 def tokenize1(text, tok=None, rules=None, post_rules=None):
     "Tokenize one `text` with `rules`, `tok` and `post_rules`, like fastai's batched path"
     if tok is None: tok = _default_word_tok()
@@ -293,7 +301,7 @@ def tokenize1(text, tok=None, rules=None, post_rules=None):
 @lru_cache(maxsize=1)
 def _default_word_tok(): return WordTokenizer()
 
-# %% ../nbs/01_tokenize.ipynb #4c794b75
+# %% ../nbs/01_tokenize.ipynb #6c0e6895
 _worker_state = None  # set in each forked worker by `_init_worker`, never in the parent
 
 def _init_worker(state):
@@ -348,7 +356,7 @@ def encode_parallel(items, tok, rules, post_rules, n_workers=None, progress=Fals
     with ctx.Pool(min(n_workers, len(bounds)), initializer=_init_worker, initargs=(state,)) as pool:
         yield from _bar(pool.imap(_worker_chunk, bounds))
 
-# %% ../nbs/01_tokenize.ipynb #b15fb8e7
+# %% ../nbs/01_tokenize.ipynb #f32c8bbc
 def _prepare(items, tok, rules, post_rules):
     if tok is None: tok = _default_word_tok()
     rules = text_proc_rules if rules is None else list(rules)
@@ -367,7 +375,7 @@ def tokenize_texts(texts, n_workers=None, rules=None, tok=None, post_rules=None,
         for n in lengths.tolist(): res.append(toks[a:a+n]); a += n
     return res
 
-# %% ../nbs/01_tokenize.ipynb #d4e2e4cb
+# %% ../nbs/01_tokenize.ipynb #0feca848
 CACHE_ENV = 'ULMFIT_CACHE'
 CACHE_FORMAT = 1
 
@@ -396,7 +404,7 @@ class TokCorpus:
     def __repr__(self):
         return f'TokCorpus({len(self)} docs, {len(self.ids)} tokens, {len(self.vocab)} distinct)'
 
-# %% ../nbs/01_tokenize.ipynb #adade866
+# %% ../nbs/01_tokenize.ipynb #22a48af1
 def _func_key(f):
     "Name and bytecode of a rule, so that an edited rule gets another key"
     code = getattr(f, '__code__', None)
@@ -431,7 +439,7 @@ def default_cache_dir():
     "`$ULMFIT_CACHE`, else `~/.cache/ulmfit_lib`"
     return Path(os.environ.get(CACHE_ENV) or Path.home()/'.cache'/'ulmfit_lib').expanduser()
 
-# %% ../nbs/01_tokenize.ipynb #6ab1dfeb
+# %% ../nbs/01_tokenize.ipynb #dd5c576d
 def _load_corpus(d, key):
     "The `TokCorpus` cached in folder `d`, or `None` if it is missing, incomplete or another key"
     try:
@@ -505,7 +513,7 @@ def tokenize_corpus(items, n_workers=None, rules=None, tok=None, post_rules=None
     res.path = path
     return res
 
-# %% ../nbs/01_tokenize.ipynb #751d69f6
+# %% ../nbs/01_tokenize.ipynb #73f068e2
 def tokenize_folder(path, extensions=None, folders=None, n_workers=None, rules=None, tok=None,
                     post_rules=None, cache_dir=None, progress=True):
     "Tokenize the text files in `path` (recursively, only `folders` if given) into a cached `TokCorpus`"
