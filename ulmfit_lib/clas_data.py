@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['pad_chunk', 'pad_input_chunk', 'sorted_order', 'SortedDL', 'CorpusTokenizer', 'corpus_doc_arrays', 'TextBlock']
 
-# %% ../nbs/04_clas_data.ipynb #38964f3e
+# %% ../nbs/04_clas_data.ipynb #fed5b821
 import random
 from pathlib import Path
 import numpy as np
@@ -21,7 +21,7 @@ from .numericalize import Numericalize, corpus_lut
 from .lm_data import LMDataLoader, docs_to_arrays, _as_int_array
 from .tokenize import Tokenizer, tokenize_folder
 
-# %% ../nbs/04_clas_data.ipynb #6387f31c
+# %% ../nbs/04_clas_data.ipynb #a8dffa11
 def pad_chunk(x, pad_idx=1, pad_first=True, seq_len=72, pad_len=10):
     "Pad `x` to `pad_len`: whole chunks of `seq_len` pads before it (`pad_first`), the rest after it"
     if pad_len < len(x): raise ValueError(f'pad_len={pad_len} is shorter than the text ({len(x)} tokens)')
@@ -36,7 +36,7 @@ def pad_input_chunk(samples, n_inp=1, pad_idx=1, pad_first=True, seq_len=72):
     max_len = max(len(s[n]) for s in samples for n in range(n_inp))
     return [(*[pad_chunk(s[n], pad_idx, pad_first, seq_len, max_len) for n in range(n_inp)], *s[n_inp:]) for s in samples]
 
-# %% ../nbs/04_clas_data.ipynb #0eb85932
+# %% ../nbs/04_clas_data.ipynb #eca4de97
 def _pad_batch(buf, starts, lens, pad_idx=1, pad_first=True, seq_len=72, backwards=False):
     "One `(len(lens), max(lens))` int64 array: row `i` is `buf[starts[i]:starts[i]+lens[i]]` laid out as `pad_chunk` does"
     lens = np.asarray(lens, dtype=np.int64); n, m = len(lens), int(lens.max()) if len(lens) else 0
@@ -50,7 +50,7 @@ def _pad_batch(buf, starts, lens, pad_idx=1, pad_first=True, seq_len=72, backwar
     out[row, np.repeat(col0, lens) + within] = buf[src]
     return out
 
-# %% ../nbs/04_clas_data.ipynb #eb29b656
+# %% ../nbs/04_clas_data.ipynb #751c1044
 def sorted_order(res, bs, shuffle=False, rng=None):
     "fastai `SortedDL`'s order of the items with sort keys `res` (longest first; shuffled in sorted chunks if `shuffle`)"
     res = np.asarray(res)
@@ -82,10 +82,12 @@ class SortedDL(TfmdDL):
         if labels is None and dataset is not None: labels = _labels(dataset)
         self.buf, self.starts, self.lens_ = arrays
         if len(self.lens_) == 0: raise ValueError('no documents: the classifier dataloader needs at least one')
+        pc = _find_pad_chunk(before_batch)
+        if pc is not None: pad_idx, pad_first, seq_len = pc.pad_idx, pc.pad_first, pc.seq_len   # fastai's way to say it
+        else: before_batch = Pad_Chunk(pad_idx=pad_idx, pad_first=pad_first, seq_len=seq_len)   # used to decode only
         self.labels, self.pad_idx, self.pad_first, self.seq_len = labels, pad_idx, pad_first, seq_len
         self.backwards, self.seed, self.doc_ids, self.sort_func = backwards, seed, doc_ids, sort_func
         if vocab is not None: self.vocab = vocab
-        if before_batch is None: before_batch = Pad_Chunk(pad_idx=pad_idx, pad_first=pad_first, seq_len=seq_len)  # used to decode only
         if dataset is None: dataset = [None] * len(self.lens_)
         super().__init__(dataset, bs=bs, shuffle=shuffle, num_workers=0, before_batch=before_batch, **kwargs)
         self.n = len(self.lens_)
@@ -135,6 +137,12 @@ class SortedDL(TfmdDL):
         if show: display_df(df)
         return df
 
+def _find_pad_chunk(bb):
+    "The `Pad_Chunk` in `before_batch` (a transform or a `Pipeline`), if any"
+    for f in getattr(bb, 'fs', [bb]):
+        if isinstance(f, Pad_Chunk): return f
+    return None
+
 def _labels(dataset):
     "All labels of a dataset of `(x, y)` samples as one collated tensor (fastai's types kept), or `None`"
     tls = getattr(dataset, 'tls', None)
@@ -145,9 +153,10 @@ def _labels(dataset):
     if not isinstance(first, (tuple, list)) or len(first) < 2: return None
     return fa_collate([dataset[i][1] for i in range(len(dataset))])
 
-# %% ../nbs/04_clas_data.ipynb #84671faf
+# %% ../nbs/04_clas_data.ipynb #53db9a42
 class CorpusTokenizer(Tokenizer):
     "`Tokenizer` whose files under `path` are read from the tokenized `corpus` (other inputs are tokenized)"
+    input_types = (str, list, tuple, Path)     # what fastai's `test_dl` may hand us (fastai's Tokenizer's)
     def __init__(self, corpus, path, tok=None, rules=None, sep=' '):
         if corpus.files is None: raise ValueError('the corpus has no file list: tokenize it with `tokenize_folder`')
         super().__init__(tok if tok is not None else _default_tok(), rules=rules, sep=sep, mode='folder',
@@ -195,13 +204,15 @@ def corpus_doc_arrays(dataset):
     idx, offs = np.asarray(idx, dtype=np.int64), tok.corpus.offsets
     return tok.remapped(num.vocab), offs[idx], (offs[idx + 1] - offs[idx])
 
-# %% ../nbs/04_clas_data.ipynb #575f2140
+# %% ../nbs/04_clas_data.ipynb #589dc7f7
 class TextBlock(TransformBlock):
     "A `TransformBlock` for texts: our tokenizer and `Numericalize`, batched by our `LMDataLoader`/`SortedDL`"
     def __init__(self, tok_tfm, vocab=None, is_lm=False, seq_len=72, backwards=False, min_freq=3, max_vocab=60000,
                  special_toks=None):
         type_tfms = [tok_tfm, Numericalize(vocab, min_freq=min_freq, max_vocab=max_vocab, special_toks=special_toks)]
-        kw = dict(seq_len=seq_len, backwards=backwards, doc_ids=corpus_doc_arrays)
+        kw = dict(backwards=backwards, doc_ids=corpus_doc_arrays)
+        if is_lm: kw['seq_len'] = seq_len
+        else: kw['before_batch'] = Pad_Chunk(seq_len=seq_len)   # as fastai: the block's seq_len pads, not `dataloaders(seq_len=)`
         super().__init__(type_tfms=type_tfms, dl_type=LMDataLoader if is_lm else SortedDL, dls_kwargs=kw)
 
     @classmethod

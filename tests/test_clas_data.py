@@ -1,0 +1,157 @@
+"Classifier batching (`pad_chunk`, `pad_input_chunk`, `SortedDL`) against fastai, its properties, bad input, and the DataBlock integration."
+import shutil
+from functools import partial
+from pathlib import Path
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+import fastai.text.data as fdata
+from fastai.data.transforms import Categorize
+from ulmfit_lib.clas_data import pad_chunk, pad_input_chunk, SortedDL, sorted_order, TextBlock, corpus_doc_arrays
+
+
+def _samples(lens, seed=0, n_cls=2):
+    rng = np.random.default_rng(seed)
+    cat = Categorize(vocab=[str(i) for i in range(n_cls)])
+    return [(fdata.TensorText(torch.tensor(rng.integers(2, 300, n))), cat(str(rng.integers(0, n_cls)))) for n in lens]
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(0, 40), pad_len_extra=st.integers(0, 50), seq_len=st.integers(1, 20), pad_first=st.booleans(),
+       pad_idx=st.integers(0, 3))
+def test_pad_chunk_parity(n, pad_len_extra, seq_len, pad_first, pad_idx):
+    x = fdata.TensorText(torch.arange(5, 5 + n))
+    kw = dict(pad_idx=pad_idx, pad_first=pad_first, seq_len=seq_len, pad_len=n + pad_len_extra)
+    ours, theirs = pad_chunk(x, **kw), fdata.pad_chunk(x, **kw)
+    assert ours.tolist() == theirs.tolist() and type(ours) is type(theirs)
+
+
+@settings(max_examples=50, deadline=None)
+@given(lens=st.lists(st.integers(1, 120), min_size=1, max_size=40), bs=st.integers(1, 12), seq_len=st.integers(1, 40),
+       pad_first=st.booleans())
+def test_valid_batches_equal_fastai(lens, bs, seq_len, pad_first):
+    s = _samples(lens)
+    ours = list(SortedDL(s, bs=bs, seq_len=seq_len, pad_first=pad_first))
+    theirs = list(fdata.SortedDL(s, bs=bs, before_batch=fdata.Pad_Chunk(seq_len=seq_len, pad_first=pad_first)))
+    assert len(ours) == len(theirs)
+    for (a, b), (c, d) in zip(ours, theirs):
+        assert a.tolist() == c.tolist() and b.tolist() == d.tolist()
+        assert type(a) is type(c) and type(b) is type(d) and a.dtype == c.dtype
+    mine, fa = pad_input_chunk(s[:bs], seq_len=seq_len, pad_first=pad_first), fdata.pad_input_chunk(s[:bs], seq_len=seq_len, pad_first=pad_first)
+    assert [(p[0].tolist(), int(p[1])) for p in mine] == [(q[0].tolist(), int(q[1])) for q in fa]
+
+
+@settings(max_examples=50, deadline=None)
+@given(lens=st.lists(st.integers(1, 200), min_size=1, max_size=300), bs=st.integers(1, 16), seed=st.integers(0, 2**31),
+       drop_last=st.booleans())
+def test_shuffled_epoch_properties(lens, bs, seed, drop_last):
+    "Each item once per epoch (minus a dropped last batch), the longest in the first batch, lengths sorted in each batch."
+    lens = np.array(lens)
+    order = sorted_order(lens, bs, shuffle=True, rng=__import__('random').Random(seed))
+    assert sorted(order.tolist()) == list(range(len(lens)))
+    assert int(np.argmax(lens)) in order[:bs].tolist() or lens[order[0]] == lens.max()
+    for i in range(0, len(order), bs): assert (np.diff(lens[order[i:i+bs]]) <= 0).all()
+    s = _samples(lens.tolist())
+    dl = SortedDL(s, bs=bs, shuffle=True, seed=seed, drop_last=drop_last)
+    seen = []
+    for x, y in dl:
+        assert x.shape[0] == bs or not drop_last
+        n_real = (x != 1).sum(1)
+        assert (np.diff(n_real.numpy()) <= 0).all() and x.shape[1] == int(n_real.max())
+        seen += [tuple(r[r != 1].tolist()) for r in x]
+    expect = len(lens) - (len(lens) % bs if drop_last else 0)
+    assert len(seen) == expect
+    all_docs = sorted(tuple(t[0].tolist()) for t in s)
+    if not drop_last: assert sorted(seen) == all_docs
+
+
+def test_backwards_and_labels_and_get_preds():
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+    import torch.nn as nn
+    s = _samples([5, 17, 3, 40, 22, 9, 30, 11], seed=4)
+    b = list(SortedDL(s, bs=3, seq_len=4, backwards=True))
+    f = list(fdata.SortedDL([(fdata.TensorText(x.flip(0)), y) for x, y in s], bs=3, before_batch=fdata.Pad_Chunk(seq_len=4)))
+    for (a, c), (d, e) in zip(b, f): assert torch.equal(a, d) and torch.equal(c, e)
+    class M(nn.Module):
+        def __init__(self): super().__init__(); self.e, self.o = nn.Embedding(300, 4), nn.Linear(4, 2)
+        def forward(self, x): return self.o(self.e(x).mean(1))
+    trn, val = SortedDL(s, bs=3, shuffle=True, seed=0), SortedDL(s, bs=3)
+    learn = Learner(DataLoaders(trn, val), M(), loss_func=nn.CrossEntropyLoss())
+    preds, targs = learn.get_preds()                       # reordered to dataset order
+    assert preds.shape == (8, 2) and targs.tolist() == [int(y) for _, y in s]
+
+
+def test_no_labels():
+    dl = SortedDL([fdata.TensorText(torch.arange(2, 2 + n)) for n in (3, 5, 1)], bs=2)
+    (x,), (x2,) = list(dl)
+    assert x.shape == (2, 5) and x2.tolist() == [[2]]
+
+
+@pytest.mark.parametrize('kw,msg', [(dict(bs=0), 'bs must be a positive int, got 0'),
+                                    (dict(seq_len=0), 'seq_len must be a positive int, got 0'),
+                                    (dict(res=[1, 2]), '2 sort keys for 3 documents')])
+def test_bad_input(kw, msg):
+    with pytest.raises(ValueError, match=msg): SortedDL(_samples([3, 4, 5]), **kw)
+
+
+def test_bad_input_empty():
+    with pytest.raises(ValueError, match='no documents'): SortedDL([])
+    with pytest.raises(ValueError, match='no samples'): pad_input_chunk([])
+    with pytest.raises(ValueError, match='pad_len=2 is shorter than the text \\(3 tokens\\)'): pad_chunk(torch.arange(3), pad_len=2)
+
+
+@pytest.fixture(scope='module')
+def small_imdb(imdb_path, tmp_path_factory):
+    from ulmfit_lib.data import imdb_sample
+    tmp = tmp_path_factory.mktemp('imdbsmall'); ipath = tmp/'imdb'
+    s = imdb_sample(imdb_path, n_train=60, n_valid=40, n_unsup=30, seed=7)
+    for f in s.train + s.valid + s.unsup:
+        d = ipath/f.relative_to(imdb_path).parent; d.mkdir(parents=True, exist_ok=True); shutil.copy(f, d)
+    yield ipath, tmp/'cache'
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.mark.parametrize('backwards', [False, True])
+def test_datablock_equals_fastai(small_imdb, backwards):
+    "Chapter 10's DataBlocks with our TextBlock: fastai's vocab, validation batches, lengths; backwards included."
+    from fastai.data.block import DataBlock, CategoryBlock
+    from fastai.data.transforms import get_text_files, parent_label, GrandparentSplitter, RandomSplitter
+    ipath, cache = small_imdb
+    items = partial(get_text_files, folders=['train', 'test', 'unsup'])
+    def lm(tb): return DataBlock(blocks=tb, get_items=items, splitter=RandomSplitter(0.2, seed=1)).dataloaders(ipath, path=ipath, bs=8, seq_len=30)
+    ours = lm(TextBlock.from_folder(ipath, is_lm=True, backwards=backwards, cache_dir=cache, n_workers=0))
+    theirs = lm(fdata.TextBlock.from_folder(ipath, is_lm=True, backwards=backwards, n_workers=0))
+    assert ours.vocab == theirs.vocab and len(ours.train) == len(theirs.train)
+    assert ours.train.buf is ours.valid.buf                          # the corpus fast path
+    for (a, b), (c, d) in zip(ours.valid, theirs.valid): assert torch.equal(a, c) and torch.equal(b, d)
+    def clas(tb): return DataBlock(blocks=(tb, CategoryBlock), get_y=parent_label, get_items=partial(get_text_files, folders=['train', 'test']),
+                                   splitter=GrandparentSplitter(valid_name='test')).dataloaders(ipath, path=ipath, bs=8, seq_len=20)
+    oc = clas(TextBlock.from_folder(ipath, vocab=ours.vocab, backwards=backwards, cache_dir=cache, n_workers=0))
+    tc = clas(fdata.TextBlock.from_folder(ipath, vocab=ours.vocab, backwards=backwards, n_workers=0))
+    assert len(oc.valid) == len(tc.valid) == 5 and len(oc.train) == len(tc.train)
+    for (a, b), (c, d) in zip(oc.valid, tc.valid):
+        assert torch.equal(a, c) and torch.equal(b, d)
+    assert oc.vocab[0] == ours.vocab and list(oc.vocab[1]) == ['neg', 'pos']
+
+
+def test_datablock_test_dl_and_new_texts(small_imdb):
+    "Files outside the corpus (test_dl) are tokenized one by one and batched the same way."
+    from fastai.data.block import DataBlock, CategoryBlock
+    from fastai.data.transforms import get_text_files, parent_label, GrandparentSplitter
+    ipath, cache = small_imdb
+    dls = DataBlock(blocks=(TextBlock.from_folder(ipath, cache_dir=cache, n_workers=0, min_freq=1), CategoryBlock), get_y=parent_label,
+                    get_items=partial(get_text_files, folders=['train', 'test']),
+                    splitter=GrandparentSplitter(valid_name='test')).dataloaders(ipath, path=ipath, bs=8)
+    texts = ['This movie was great!', 'Terrible. Just terrible, a waste of two hours of my life.']
+    tdl = dls.test_dl(texts)
+    (x,), = list(tdl)
+    tok = dls.train_ds.tls[0].tfms.fs[1]
+    num = dls.train_ds.tls[0].tfms.fs[2]
+    expect = [num(tok(t)) for t in texts]
+    assert x.shape == (2, max(len(e) for e in expect))
+    m = max(len(e) for e in expect)                       # sorted longest first, padded as pad_chunk does
+    assert x[0].tolist() == expect[1].tolist() and x[1].tolist() == pad_chunk(expect[0], pad_len=m, seq_len=72).tolist()
+    buf, starts, lens = corpus_doc_arrays(dls.valid_ds)
+    assert len(lens) == 40 and lens.tolist() == [len(dls.valid_ds[i][0]) for i in range(40)]
