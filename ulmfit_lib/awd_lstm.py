@@ -4,18 +4,18 @@
 
 # %% auto #0
 __all__ = ['awd_lstm_lm_config', 'awd_lstm_clas_config', 'dropout_mask', 'RNNDropout', 'WeightDropout', 'EmbeddingDropout',
-           'AWD_LSTM', 'LinearDecoder', 'SequentialRNN', 'get_language_model', 'awd_lstm_lm_split',
+           'AWD_LSTM', 'LinearDecoder', 'SequentialRNN', 'ar_tar_loss', 'get_language_model', 'awd_lstm_lm_split',
            'awd_lstm_clas_split', 'SentenceEncoder', 'masked_concat_pool', 'PoolingLinearClassifier',
            'get_text_classifier', 'generate']
 
-# %% ../nbs/05_awd_lstm.ipynb #8a88ff68
+# %% ../nbs/05_awd_lstm.ipynb #354df713
 import math, warnings
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from fastai.layers import LinBnDrop, SigmoidRange
 
-# %% ../nbs/05_awd_lstm.ipynb #48c7b255
+# %% ../nbs/05_awd_lstm.ipynb #e71fdc87
 def _check_p(p, name):
     "Raise `ValueError` unless `p` is a probability in [0, 1)."
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1 or math.isnan(p):
@@ -30,7 +30,7 @@ def dropout_mask(x:Tensor, # Source tensor, the mask has its dtype and device
     p = _check_p(p, 'p')
     return x.new_empty(*sz).bernoulli_(1-p).div_(1-p)
 
-# %% ../nbs/05_awd_lstm.ipynb #da8baad4
+# %% ../nbs/05_awd_lstm.ipynb #306b9e17
 class RNNDropout(nn.Module):
     "Dropout with probability `p`, the same mask for every step of the sequence (dim 1)."
     def __init__(self, p:float=0.5):
@@ -41,7 +41,7 @@ class RNNDropout(nn.Module):
         if not self.training or self.p == 0.: return x
         return x * dropout_mask(x.data, (x.size(0), 1, *x.shape[2:]), self.p)
 
-# %% ../nbs/05_awd_lstm.ipynb #e2b07b3b
+# %% ../nbs/05_awd_lstm.ipynb #d1eaf8dd
 def _cat_is_cudnn_layout(lstm, ws, cache):
     "Whether concatenating `ws` in order gives the buffer cuDNN expects for `lstm` (probed once per dtype/device)."
     key = (ws[0].dtype, ws[0].device)
@@ -110,7 +110,7 @@ class WeightDropout(nn.Module):
     def reset(self):
         if hasattr(self.module, 'reset'): self.module.reset()
 
-# %% ../nbs/05_awd_lstm.ipynb #3df227e9
+# %% ../nbs/05_awd_lstm.ipynb #52294a5f
 class EmbeddingDropout(nn.Module):
     "Apply dropout with probability `embed_p` to whole rows (words) of the embedding layer `emb`."
     def __init__(self, emb:nn.Embedding, embed_p:float):
@@ -127,7 +127,7 @@ class EmbeddingDropout(nn.Module):
         if scale: out = out * scale
         return out
 
-# %% ../nbs/05_awd_lstm.ipynb #0f1831a0
+# %% ../nbs/05_awd_lstm.ipynb #424e0d1c
 def _check_int(v, name, lo=1):
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
         raise ValueError(f'{name} must be an int >= {lo}, got {v!r}')
@@ -209,7 +209,7 @@ class AWD_LSTM(nn.Module):
         for r in self.rnns: r.reset()
         self.hidden = [self._one_hidden(l) for l in range(self.n_layers)]
 
-# %% ../nbs/05_awd_lstm.ipynb #b9eb7f4b
+# %% ../nbs/05_awd_lstm.ipynb #db197f6d
 class LinearDecoder(nn.Module):
     "Linear decoder on top of an RNN encoder (language model head), optionally tied to `tie_encoder`."
     initrange = 0.1
@@ -236,7 +236,21 @@ class SequentialRNN(nn.Sequential):
         for c in self.children():
             if hasattr(c, 'reset'): c.reset()
 
-# %% ../nbs/05_awd_lstm.ipynb #37e9b4b9
+# %% ../nbs/05_awd_lstm.ipynb #774831f9
+def ar_tar_loss(out:Tensor,      # Last-layer output after the output dropout, (bs, seq_len, n)
+                raw_out:Tensor,  # Last-layer output before the output dropout
+                alpha:float=2.,  # AR weight (fastai's `language_model_learner` default)
+                beta:float=1.    # TAR weight
+               ) -> Tensor:
+    "AR + TAR penalties in float32: `alpha*mean(out**2) + beta*mean((raw_out[:,1:]-raw_out[:,:-1])**2)`."
+    loss = out.new_zeros((), dtype=torch.float32)
+    if alpha: loss = loss + alpha * out.float().pow(2).mean()
+    if beta and raw_out.shape[1] > 1:
+        h = raw_out.float()
+        loss = loss + beta * (h[:, 1:] - h[:, :-1]).pow(2).mean()
+    return loss
+
+# %% ../nbs/05_awd_lstm.ipynb #82695fde
 awd_lstm_lm_config = dict(emb_sz=400, n_hid=1152, n_layers=3, pad_token=1, bidir=False, output_p=0.1,
                           hidden_p=0.15, input_p=0.25, embed_p=0.02, weight_p=0.2, tie_weights=True, out_bias=True)
 awd_lstm_clas_config = dict(emb_sz=400, n_hid=1152, n_layers=3, pad_token=1, bidir=False, output_p=0.4,
@@ -266,7 +280,7 @@ def get_language_model(arch,            # `AWD_LSTM`
     model = SequentialRNN(encoder, decoder)
     return model if init is None else model.apply(init)
 
-# %% ../nbs/05_awd_lstm.ipynb #ec5b3c9f
+# %% ../nbs/05_awd_lstm.ipynb #7b5ffe09
 def _params(*modules):
     "Parameters of `modules`, each once, in order (the tied embedding/decoder weight appears once)."
     return list(nn.Sequential(*modules).parameters())
@@ -284,7 +298,7 @@ def awd_lstm_clas_split(model):
     groups += [_params(rnn, dp) for rnn, dp in zip(enc.rnns, enc.hidden_dps)]
     return groups + [_params(model[1])]
 
-# %% ../nbs/05_awd_lstm.ipynb #a6efadb1
+# %% ../nbs/05_awd_lstm.ipynb #3ba09fd4
 def _pad_tensor(t, bs):
     return torch.cat([t, t.new_zeros(bs-t.size(0), *t.shape[1:])]) if t.size(0) < bs else t
 
@@ -371,7 +385,7 @@ def get_text_classifier(arch,                # `AWD_LSTM`
     model = SequentialRNN(encoder, PoolingLinearClassifier(layers, ps, bptt=seq_len, y_range=y_range))
     return model if init is None else model.apply(init)
 
-# %% ../nbs/05_awd_lstm.ipynb #e37f2d4c
+# %% ../nbs/05_awd_lstm.ipynb #7851801c
 def _last_logits(model, ids):
     "Decoder output for the last position of `ids` (bs, sl), carrying `model[0]`'s hidden state."
     out = model[0](ids)
@@ -397,7 +411,8 @@ def generate(model,             # Language model from `get_language_model` (or f
     try:
         with torch.no_grad():
             logits = _last_logits(model, ids[None])
-            for _ in range(n_words):
+            for k in range(n_words):
+                if k: logits = _last_logits(model, new[-1][None])   # one step: the word just sampled
                 res = F.softmax(logits[0].float(), dim=-1)
                 if no_unk: res[unk_idx] = 0.
                 if min_p is not None:
@@ -405,8 +420,6 @@ def generate(model,             # Language model from `get_language_model` (or f
                         warnings.warn(f'There is no item with probability >= {min_p}, try a lower value.')
                     else: res[res < min_p] = 0.
                 if temperature != 1.: res.pow_(1 / temperature)
-                idx = torch.multinomial(res, 1)
-                new.append(idx)
-                logits = _last_logits(model, idx[None])
+                new.append(torch.multinomial(res, 1))
     finally: model.train(was_training)
     return torch.cat([ids] + new)
