@@ -126,3 +126,47 @@ def test_exactly_one_row():
 def test_from_ids_bad_offsets():
     with pytest.raises(ValueError, match='len\\(ids\\)=5'): LMDataLoader.from_ids(np.arange(5), [0, 2, 4])
     with pytest.raises(ValueError, match='n_docs\\+1'): LMDataLoader.from_ids(np.arange(5), [0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(lens=_lens.filter(lambda l: sum(l) > 40), bs=st.integers(1, 6), seq_len=st.integers(1, 20), seed=st.integers(0, 2**31),
+       shuffle=st.booleans())
+def test_vary_seq_len_covers_the_rows(lens, bs, seq_len, seed, shuffle):
+    "Variable BPTT: `len` is the next epoch's batch count, and the batches tile the rows exactly (x and y)."
+    docs = _docs(lens, 1)
+    dl = LMDataLoader(docs, bs=bs, seq_len=seq_len, vary_seq_len=True, seed=seed, shuffle=shuffle)
+    for _ in range(2):
+        n = len(dl); b = list(dl)
+        assert len(b) == n and all(x.shape == y.shape and x.shape[1] >= 1 for x, y in b)
+        stream = np.concatenate([docs[i] for i in dl._order]) if shuffle else np.concatenate(docs)
+        m = bs * dl.bl
+        assert torch.cat([x for x, _ in b], 1).flatten().tolist() == stream[:m].tolist()
+        assert torch.cat([y for _, y in b], 1).flatten().tolist() == stream[1:m+1].tolist()
+
+
+def test_vary_seq_len_with_one_cycle():
+    "fastai reads len(dl) before each epoch for its schedule: with variable lengths it must equal the batches yielded."
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+    from fastai.callback.schedule import fit_one_cycle  # noqa
+    from fastai.callback.core import Callback
+    from fastai.losses import CrossEntropyLossFlat
+    import torch.nn as nn
+    counts, widths = [], set()
+    class Count(Callback):
+        order = 100
+        def before_train(self): self.seen = 0
+        def after_batch(self):
+            if self.training: self.seen += 1; widths.add(self.learn.xb[0].shape[1])
+        def after_train(self): counts.append((self.seen, self.learn.n_iter, self.learn.pct_train))
+    docs = _docs([100] * 8)
+    trn = LMDataLoader(docs, bs=4, seq_len=12, shuffle=True, vary_seq_len=True, seed=3)
+    class M(nn.Module):
+        def __init__(self): super().__init__(); self.e, self.o = nn.Embedding(500, 8), nn.Linear(8, 500)
+        def forward(self, x): return self.o(self.e(x))
+    val = LMDataLoader(docs[:2], bs=4, seq_len=40)
+    learn = Learner(DataLoaders(trn, val), M(), loss_func=CrossEntropyLossFlat(), cbs=Count())
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(3, 1e-2)
+    assert len(counts) == 3 and all(seen == n for seen, n, _ in counts)
+    assert len(widths) > 3                                 # the batch lengths really vary
+    assert abs(counts[-1][2] - 1) < 1e-6                   # the one-cycle schedule ends exactly at 100%
