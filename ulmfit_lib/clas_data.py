@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['pad_chunk', 'pad_input_chunk', 'sorted_order', 'SortedDL', 'CorpusTokenizer', 'corpus_doc_arrays', 'TextBlock']
 
-# %% ../nbs/04_clas_data.ipynb #fed5b821
+# %% ../nbs/04_clas_data.ipynb #c0f2ebc9
 import random
 from pathlib import Path
 import numpy as np
@@ -21,7 +21,7 @@ from .numericalize import Numericalize, corpus_lut
 from .lm_data import LMDataLoader, docs_to_arrays, _as_int_array
 from .tokenize import Tokenizer, tokenize_folder
 
-# %% ../nbs/04_clas_data.ipynb #a8dffa11
+# %% ../nbs/04_clas_data.ipynb #74e94190
 def pad_chunk(x, pad_idx=1, pad_first=True, seq_len=72, pad_len=10):
     "Pad `x` to `pad_len`: whole chunks of `seq_len` pads before it (`pad_first`), the rest after it"
     if pad_len < len(x): raise ValueError(f'pad_len={pad_len} is shorter than the text ({len(x)} tokens)')
@@ -36,7 +36,7 @@ def pad_input_chunk(samples, n_inp=1, pad_idx=1, pad_first=True, seq_len=72):
     max_len = max(len(s[n]) for s in samples for n in range(n_inp))
     return [(*[pad_chunk(s[n], pad_idx, pad_first, seq_len, max_len) for n in range(n_inp)], *s[n_inp:]) for s in samples]
 
-# %% ../nbs/04_clas_data.ipynb #eca4de97
+# %% ../nbs/04_clas_data.ipynb #75051d92
 def _pad_batch(buf, starts, lens, pad_idx=1, pad_first=True, seq_len=72, backwards=False):
     "One `(len(lens), max(lens))` int64 array: row `i` is `buf[starts[i]:starts[i]+lens[i]]` laid out as `pad_chunk` does"
     lens = np.asarray(lens, dtype=np.int64); n, m = len(lens), int(lens.max()) if len(lens) else 0
@@ -50,7 +50,7 @@ def _pad_batch(buf, starts, lens, pad_idx=1, pad_first=True, seq_len=72, backwar
     out[row, np.repeat(col0, lens) + within] = buf[src]
     return out
 
-# %% ../nbs/04_clas_data.ipynb #751c1044
+# %% ../nbs/04_clas_data.ipynb #33b85fbd
 def sorted_order(res, bs, shuffle=False, rng=None):
     "fastai `SortedDL`'s order of the items with sort keys `res` (longest first; shuffled in sorted chunks if `shuffle`)"
     res = np.asarray(res)
@@ -82,6 +82,9 @@ class SortedDL(TfmdDL):
         if labels is None and dataset is not None: labels = _labels(dataset)
         self.buf, self.starts, self.lens_ = arrays
         if len(self.lens_) == 0: raise ValueError('no documents: the classifier dataloader needs at least one')
+        if labels is not None and not isinstance(labels, torch.Tensor): labels = torch.as_tensor(np.asarray(labels))
+        if labels is not None and len(labels) != len(self.lens_):
+            raise ValueError(f'{len(labels)} labels for {len(self.lens_)} documents')
         pc = _find_pad_chunk(before_batch)
         if pc is not None: pad_idx, pad_first, seq_len = pc.pad_idx, pc.pad_first, pc.seq_len   # fastai's way to say it
         else: before_batch = Pad_Chunk(pad_idx=pad_idx, pad_first=pad_first, seq_len=seq_len)   # used to decode only
@@ -153,7 +156,7 @@ def _labels(dataset):
     if not isinstance(first, (tuple, list)) or len(first) < 2: return None
     return fa_collate([dataset[i][1] for i in range(len(dataset))])
 
-# %% ../nbs/04_clas_data.ipynb #53db9a42
+# %% ../nbs/04_clas_data.ipynb #88c9f3f4
 class CorpusTokenizer(Tokenizer):
     "`Tokenizer` whose files under `path` are read from the tokenized `corpus` (other inputs are tokenized)"
     input_types = (str, list, tuple, Path)     # what fastai's `test_dl` may hand us (fastai's Tokenizer's)
@@ -204,7 +207,7 @@ def corpus_doc_arrays(dataset):
     idx, offs = np.asarray(idx, dtype=np.int64), tok.corpus.offsets
     return tok.remapped(num.vocab), offs[idx], (offs[idx + 1] - offs[idx])
 
-# %% ../nbs/04_clas_data.ipynb #589dc7f7
+# %% ../nbs/04_clas_data.ipynb #1289f683
 class TextBlock(TransformBlock):
     "A `TransformBlock` for texts: our tokenizer and `Numericalize`, batched by our `LMDataLoader`/`SortedDL`"
     def __init__(self, tok_tfm, vocab=None, is_lm=False, seq_len=72, backwards=False, min_freq=3, max_vocab=60000,

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['docs_to_arrays', 'vary_bounds', 'LMDataLoader']
 
-# %% ../nbs/03_lm_data.ipynb #8181f820
+# %% ../nbs/03_lm_data.ipynb #3c669377
 import random
 import numpy as np
 import pandas as pd
@@ -15,7 +15,7 @@ from fastai.data.core import TfmdDL
 from fastai.text.data import LMTensorText
 from fastai.torch_core import display_df
 
-# %% ../nbs/03_lm_data.ipynb #a0dabbaa
+# %% ../nbs/03_lm_data.ipynb #5e63b756
 def _as_int_array(d):
     "Token ids of one document as a 1-d numpy int array (no copy for numpy input)."
     if isinstance(d, tuple) and len(d) == 1: d = d[0]     # a fastai `Datasets` item: `(LMTensorText,)`
@@ -41,7 +41,7 @@ class _Docs:
     def __getitem__(self, i):
         s = int(self.starts[i]); return LMTensorText(torch.from_numpy(self.buf[s:s+int(self.lens[i])].astype(np.int64)))
 
-# %% ../nbs/03_lm_data.ipynb #0ea20526
+# %% ../nbs/03_lm_data.ipynb #96f0fc82
 def vary_bounds(bl, seq_len, rng, p=0.95, sd=5, min_len=5):
     "AWD-LSTM's variable BPTT: consecutive `(start, length)` windows covering `bl` columns, lengths ~ N(seq_len or seq_len/2, sd)"
     res, a = [], 0
@@ -51,7 +51,7 @@ def vary_bounds(bl, seq_len, rng, p=0.95, sd=5, min_len=5):
         res.append((a, sl)); a += sl
     return res
 
-# %% ../nbs/03_lm_data.ipynb #d635f850
+# %% ../nbs/03_lm_data.ipynb #2a085e60
 class LMDataLoader(TfmdDL):
     "A `DataLoader` for language modeling: fastai's batches, built from one int array per epoch"
     def __init__(self, dataset=None, lens=None, cache=2, bs=64, seq_len=72, num_workers=0, shuffle=False,

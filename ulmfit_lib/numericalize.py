@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['make_vocab', 'Numericalize', 'corpus_vocab', 'corpus_lut', 'numericalize_corpus']
 
-# %% ../nbs/02_numericalize.ipynb #575f5b22
+# %% ../nbs/02_numericalize.ipynb #f07ec077
 from collections import Counter
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from fasttransform import Transform
 from fastai.text.data import TensorText
 from .tokenize import text_spec_tok
 
-# %% ../nbs/02_numericalize.ipynb #38e3268c
+# %% ../nbs/02_numericalize.ipynb #0cb4009c
 def _vocab_from_counts(toks, counts, min_freq=3, max_vocab=60000, special_toks=None):
     "fastai's `make_vocab` on parallel arrays: `toks` in first-seen order, `counts[i]` occurrences of `toks[i]`."
     if min_freq is None or min_freq < 0: raise ValueError(f'min_freq must be a non-negative int, got {min_freq!r}')
@@ -43,7 +43,7 @@ def make_vocab(count, min_freq=3, max_vocab=60000, special_toks=None):
     return _vocab_from_counts(list(count.keys()), np.fromiter(count.values(), dtype=np.int64, count=len(count)),
                               min_freq=min_freq, max_vocab=max_vocab, special_toks=special_toks)
 
-# %% ../nbs/02_numericalize.ipynb #73eb761c
+# %% ../nbs/02_numericalize.ipynb #11181dc1
 def _check_ids(ids, n):
     "`ValueError` naming the offenders if any id of the int array `ids` is outside `[0, n)`."
     if len(ids) == 0: return
@@ -83,7 +83,7 @@ class Numericalize(Transform):
         _check_ids(ids, len(self.vocab))
         return [self.vocab[i] for i in ids.tolist()]
 
-# %% ../nbs/02_numericalize.ipynb #c0ea0efb
+# %% ../nbs/02_numericalize.ipynb #9a9874db
 def corpus_vocab(corpus, min_freq=3, max_vocab=60000, special_toks=None):
     "`make_vocab` from a `TokCorpus`'s `vocab`/`counts` arrays (same result as from `corpus.counter()`)."
     return _vocab_from_counts(corpus.vocab, corpus.counts, min_freq=min_freq, max_vocab=max_vocab, special_toks=special_toks)
