@@ -155,3 +155,13 @@ def test_datablock_test_dl_and_new_texts(small_imdb):
     assert x[0].tolist() == expect[1].tolist() and x[1].tolist() == pad_chunk(expect[0], pad_len=m, seq_len=72).tolist()
     buf, starts, lens = corpus_doc_arrays(dls.valid_ds)
     assert len(lens) == 40 and lens.tolist() == [len(dls.valid_ds[i][0]) for i in range(40)]
+
+
+def test_from_arrays_and_labels():
+    "The array path engineer L uses: `SortedDL(arrays=(ids, starts, lens), labels=...)`, no dataset."
+    ids = np.arange(2, 2 + 30, dtype=np.int32); starts, lens = np.array([0, 5, 12, 20]), np.array([5, 7, 8, 10])
+    dl = SortedDL(arrays=(ids, starts, lens), labels=[0, 1, 1, 0], bs=2, seq_len=4)
+    (x1, y1), (x2, y2) = list(dl)
+    assert x1.shape == (2, 10) and y1.tolist() == [0, 1] and x1[0].tolist() == list(range(22, 32))
+    assert x1[1].tolist() == list(range(14, 22)) + [1, 1] and y2.tolist() == [1, 0]   # 2 pads < seq_len: after the text
+    with pytest.raises(ValueError, match='3 labels for 4 documents'): SortedDL(arrays=(ids, starts, lens), labels=[0, 1, 1])
