@@ -5,3 +5,4 @@ from .numericalize import *
 from .lm_data import *
 from .awd_lstm import *
 from .clas_data import *
+from .learner import *
