@@ -106,6 +106,8 @@ def test_docs_inputs():
     ([], {}, 'no documents'),
     ([[1, 2, 3]], dict(bs=0), 'bs must be a positive int, got 0'),
     ([[1, 2, 3]], dict(bs=-2), 'got -2'),
+    ([[1, 2, 3]], dict(bs=2.5), 'bs must be a positive int, got 2.5'),
+    ([[1, 2, 3]], dict(bs=1, seq_len=None), 'seq_len must be a positive int, got None'),
     ([[1, 2, 3]], dict(bs=1, seq_len=0), 'seq_len must be a positive int, got 0'),
     ([list(range(10)), []], dict(bs=64), r'10 tokens in 2 documents cannot fill bs=64 rows: need at least bs\+1=65'),
     ([list(range(64))], dict(bs=64), 'need at least bs\\+1=65 tokens'),

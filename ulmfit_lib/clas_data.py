@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['pad_chunk', 'pad_input_chunk', 'sorted_order', 'SortedDL', 'CorpusTokenizer', 'corpus_doc_arrays', 'TextBlock']
 
-# %% ../nbs/04_clas_data.ipynb #c0f2ebc9
+# %% ../nbs/04_clas_data.ipynb #fceb27d8
 import random
 from pathlib import Path
 import numpy as np
@@ -18,10 +18,10 @@ from fastai.text.data import TensorText, Pad_Chunk
 from fastai.torch_core import retain_type, display_df
 from fasttransform import Transform
 from .numericalize import Numericalize, corpus_lut
-from .lm_data import LMDataLoader, docs_to_arrays, _as_int_array
+from .lm_data import LMDataLoader, docs_to_arrays, _check_pos_int
 from .tokenize import Tokenizer, tokenize_folder
 
-# %% ../nbs/04_clas_data.ipynb #74e94190
+# %% ../nbs/04_clas_data.ipynb #8413b001
 def pad_chunk(x, pad_idx=1, pad_first=True, seq_len=72, pad_len=10):
     "Pad `x` to `pad_len`: whole chunks of `seq_len` pads before it (`pad_first`), the rest after it"
     if pad_len < len(x): raise ValueError(f'pad_len={pad_len} is shorter than the text ({len(x)} tokens)')
@@ -36,7 +36,7 @@ def pad_input_chunk(samples, n_inp=1, pad_idx=1, pad_first=True, seq_len=72):
     max_len = max(len(s[n]) for s in samples for n in range(n_inp))
     return [(*[pad_chunk(s[n], pad_idx, pad_first, seq_len, max_len) for n in range(n_inp)], *s[n_inp:]) for s in samples]
 
-# %% ../nbs/04_clas_data.ipynb #75051d92
+# %% ../nbs/04_clas_data.ipynb #55313dba
 def _pad_batch(buf, starts, lens, pad_idx=1, pad_first=True, seq_len=72, backwards=False):
     "One `(len(lens), max(lens))` int64 array: row `i` is `buf[starts[i]:starts[i]+lens[i]]` laid out as `pad_chunk` does"
     lens = np.asarray(lens, dtype=np.int64); n, m = len(lens), int(lens.max()) if len(lens) else 0
@@ -50,7 +50,7 @@ def _pad_batch(buf, starts, lens, pad_idx=1, pad_first=True, seq_len=72, backwar
     out[row, np.repeat(col0, lens) + within] = buf[src]
     return out
 
-# %% ../nbs/04_clas_data.ipynb #33b85fbd
+# %% ../nbs/04_clas_data.ipynb #8e20bb2e
 def sorted_order(res, bs, shuffle=False, rng=None):
     "fastai `SortedDL`'s order of the items with sort keys `res` (longest first; shuffled in sorted chunks if `shuffle`)"
     res = np.asarray(res)
@@ -73,8 +73,7 @@ class SortedDL(TfmdDL):
     def __init__(self, dataset=None, sort_func=None, res=None, bs=64, shuffle=False, pad_idx=1, pad_first=True, seq_len=72,
                  backwards=False, seed=None, vocab=None, arrays=None, labels=None, doc_ids=None, before_batch=None, num_workers=0,
                  **kwargs):
-        if bs is None or bs < 1: raise ValueError(f'bs must be a positive int, got {bs!r}')
-        if seq_len is None or seq_len < 1: raise ValueError(f'seq_len must be a positive int, got {seq_len!r}')
+        _check_pos_int(bs=bs, seq_len=seq_len)
         if arrays is None:
             if dataset is None or len(dataset) == 0: raise ValueError('no documents: the classifier dataloader needs at least one')
             if doc_ids is not None: arrays = doc_ids(dataset)
@@ -156,7 +155,7 @@ def _labels(dataset):
     if not isinstance(first, (tuple, list)) or len(first) < 2: return None
     return fa_collate([dataset[i][1] for i in range(len(dataset))])
 
-# %% ../nbs/04_clas_data.ipynb #88c9f3f4
+# %% ../nbs/04_clas_data.ipynb #4a299e2d
 class CorpusTokenizer(Tokenizer):
     "`Tokenizer` whose files under `path` are read from the tokenized `corpus` (other inputs are tokenized)"
     input_types = (str, list, tuple, Path)     # what fastai's `test_dl` may hand us (fastai's Tokenizer's)
@@ -207,7 +206,7 @@ def corpus_doc_arrays(dataset):
     idx, offs = np.asarray(idx, dtype=np.int64), tok.corpus.offsets
     return tok.remapped(num.vocab), offs[idx], (offs[idx + 1] - offs[idx])
 
-# %% ../nbs/04_clas_data.ipynb #1289f683
+# %% ../nbs/04_clas_data.ipynb #4e2176f5
 class TextBlock(TransformBlock):
     "A `TransformBlock` for texts: our tokenizer and `Numericalize`, batched by our `LMDataLoader`/`SortedDL`"
     def __init__(self, tok_tfm, vocab=None, is_lm=False, seq_len=72, backwards=False, min_freq=3, max_vocab=60000,

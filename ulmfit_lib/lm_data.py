@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['docs_to_arrays', 'vary_bounds', 'LMDataLoader']
 
-# %% ../nbs/03_lm_data.ipynb #3c669377
+# %% ../nbs/03_lm_data.ipynb #a3f5320e
 import random
 import numpy as np
 import pandas as pd
@@ -15,7 +15,7 @@ from fastai.data.core import TfmdDL
 from fastai.text.data import LMTensorText
 from fastai.torch_core import display_df
 
-# %% ../nbs/03_lm_data.ipynb #5e63b756
+# %% ../nbs/03_lm_data.ipynb #160606ef
 def _as_int_array(d):
     "Token ids of one document as a 1-d numpy int array (no copy for numpy input)."
     if isinstance(d, tuple) and len(d) == 1: d = d[0]     # a fastai `Datasets` item: `(LMTensorText,)`
@@ -34,6 +34,12 @@ def docs_to_arrays(docs):
     buf = np.concatenate([a.astype(dtype, copy=False) for a in arrs])
     return buf, np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64), lens
 
+def _check_pos_int(**kw):
+    "`ValueError` naming the argument unless each value of `kw` is an int >= 1"
+    for k, v in kw.items():
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f'{k} must be a positive int, got {v!r}')
+
 class _Docs:
     "A read-only sequence of the documents of `buf` (each an `LMTensorText`), standing in for a dataset."
     def __init__(self, buf, starts, lens): self.buf, self.starts, self.lens = buf, starts, lens
@@ -41,7 +47,7 @@ class _Docs:
     def __getitem__(self, i):
         s = int(self.starts[i]); return LMTensorText(torch.from_numpy(self.buf[s:s+int(self.lens[i])].astype(np.int64)))
 
-# %% ../nbs/03_lm_data.ipynb #96f0fc82
+# %% ../nbs/03_lm_data.ipynb #f863c046
 def vary_bounds(bl, seq_len, rng, p=0.95, sd=5, min_len=5):
     "AWD-LSTM's variable BPTT: consecutive `(start, length)` windows covering `bl` columns, lengths ~ N(seq_len or seq_len/2, sd)"
     res, a = [], 0
@@ -51,13 +57,12 @@ def vary_bounds(bl, seq_len, rng, p=0.95, sd=5, min_len=5):
         res.append((a, sl)); a += sl
     return res
 
-# %% ../nbs/03_lm_data.ipynb #2a085e60
+# %% ../nbs/03_lm_data.ipynb #0ba43a35
 class LMDataLoader(TfmdDL):
     "A `DataLoader` for language modeling: fastai's batches, built from one int array per epoch"
     def __init__(self, dataset=None, lens=None, cache=2, bs=64, seq_len=72, num_workers=0, shuffle=False,
                  backwards=False, seed=None, vocab=None, arrays=None, doc_ids=None, vary_seq_len=False, **kwargs):
-        if bs is None or bs < 1: raise ValueError(f'bs must be a positive int, got {bs!r}')
-        if seq_len is None or seq_len < 1: raise ValueError(f'seq_len must be a positive int, got {seq_len!r}')
+        _check_pos_int(bs=bs, seq_len=seq_len)
         if arrays is None: arrays = doc_ids(dataset) if doc_ids is not None else docs_to_arrays(dataset)
         buf, starts, lens_ = arrays
         if len(lens_) == 0: raise ValueError('no documents: the language-model dataloader needs at least one')
