@@ -57,7 +57,7 @@ def _child(side, out):
     t = time.perf_counter()
     if side == 'fastai':
         import fastai.text.core as fc
-        fc.tokenize_folder(path, n_workers=2, output_dir=Path(out), skip_if_exists=False)
+        fc.tokenize_folder(path, n_workers=2, skip_if_exists=False)   # writes beside the data (it ignores output_dir)
     else:
         from ulmfit_lib.tokenize import tokenize_folder
         c = tokenize_folder(path, n_workers=2, cache_dir=out, progress=False)
@@ -72,8 +72,15 @@ def _run_child(side, out):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def fastai_out():
+    "Where fastai's tokenize_folder writes: beside the folder (fastai 2.8 drops its `output_dir` argument)"
+    from ulmfit_lib.data import get_imdb
+    p = get_imdb()
+    return p.parent/f'{p.name}_tok'
+
+
 def bench_corpus(runs, workdir):
-    fo, oo = workdir/'fastai_tok', workdir/'ours_cache'
+    fo, oo = fastai_out(), workdir/'ours_cache'
     rf, ro = [], []
     print(f'{load()} before')
     for _ in range(runs):
@@ -109,7 +116,7 @@ def bench_reload(runs, workdir):
     import fastai.text.core as fc
     from ulmfit_lib.data import get_imdb
     from ulmfit_lib.tokenize import tokenize_folder
-    path, fo, oo = get_imdb(), workdir/'fastai_tok', workdir/'ours_cache'
+    path, fo, oo = get_imdb(), fastai_out(), workdir/'ours_cache'
     if not (fo/'counter.pkl').exists() or not oo.exists(): raise SystemExit('run the corpus section first (same --workdir)')
     def ours():
         c = tokenize_folder(path, cache_dir=oo, progress=False)

@@ -123,7 +123,7 @@ def test_tokenize_folder_parity(tmp_path, imdb_path):
         d = src/f.parent.parent.name/f.parent.name; d.mkdir(parents=True, exist_ok=True); shutil.copy(f, d/f.name)
     (src/'train'/'pos'/'crlf.txt').write_bytes(b'Line one\r\nLINE TWO\r\n\r\n  three!!!!')
     (src/'notes.md').write_text('not a review')
-    out = fc.tokenize_folder(src, n_workers=0, output_dir=tmp_path/'fa_tok')
+    out = fc.tokenize_folder(src, n_workers=0)
     fcount, flens = fc.load_pickle(out/'counter.pkl'), fc.load_pickle(out/'lengths.pkl')
     c = tokenize_folder(src, n_workers=2, cache_dir=tmp_path/'cache', progress=False)
     assert [str(f) for f in c.files] == [str(f.relative_to(src)) for f in fc.get_files(src, extensions=['.txt'])]
@@ -131,8 +131,10 @@ def test_tokenize_folder_parity(tmp_path, imdb_path):
     assert {str(f): int(n) for f, n in zip(c.files, c.lengths)} == flens
     for i, f in enumerate(c.files): assert c.doc(i) == (out/f).read_text(encoding='utf8').split(' ')
     # fastai with 2 workers: same multiset of counts (its insertion order depends on which worker finishes first)
-    out2 = fc.tokenize_folder(src, n_workers=2, output_dir=tmp_path/'fa_tok2')
-    assert fc.load_pickle(out2/'counter.pkl') == c.counter()
+    # (fastai's tokenize_folder ignores output_dir: it always writes beside the folder, here `corpus_tok`)
+    assert out == tmp_path/'corpus_tok'
+    out2 = fc.tokenize_folder(src, n_workers=2, skip_if_exists=False)
+    assert out2 == out and fc.load_pickle(out2/'counter.pkl') == c.counter()
     sub = tokenize_folder(src, folders=['test'], cache_dir=tmp_path/'cache', progress=False)
     assert len(sub) == 20 and all(f.parts[0] == 'test' for f in sub.files)
 
@@ -247,6 +249,16 @@ def test_cache_rule_edit_changes_key():
     r2.__name__ = r2.__qualname__ = r.__qualname__
     k2, _ = T.corpus_key(['a'], WordTokenizer(), [r2], [])
     assert k1 != k2
+
+
+def test_cache_key_stable_across_processes(tmp_path):
+    "The key must not depend on memory addresses (e.g. of the nested functions inside replace_rep)."
+    import subprocess, sys
+    code = ("import ulmfit_lib.tokenize as T; from pathlib import Path; "
+            f"print(T.corpus_key(['a b', ''], T.WordTokenizer(), T.text_proc_rules, T.text_postproc_rules)[0])")
+    keys = {subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip() for _ in range(2)}
+    keys.add(T.corpus_key(['a b', ''], WordTokenizer(), text_proc_rules, text_postproc_rules)[0])
+    assert len(keys) == 1, keys
 
 
 def test_cache_env_var(tmp_path, monkeypatch):

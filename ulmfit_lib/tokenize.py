@@ -10,7 +10,7 @@ __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_
            'CharTokenizer', 'Tokenizer', 'tokenize1', 'default_n_workers', 'encode_parallel', 'tokenize_texts',
            'TokCorpus', 'corpus_key', 'default_cache_dir', 'tokenize_corpus', 'tokenize_folder', 'tokenize_df']
 
-# %% ../nbs/01_tokenize.ipynb #af590f1c
+# %% ../nbs/01_tokenize.ipynb #eb02e6bc
 import html, hashlib, json, os, re, shutil, tempfile, multiprocessing, unicodedata
 from collections import Counter
 from functools import lru_cache
@@ -20,11 +20,11 @@ from fasttransform import Transform
 from fastai.data.transforms import get_files
 from .data import read_text
 
-# %% ../nbs/01_tokenize.ipynb #050a0905
+# %% ../nbs/01_tokenize.ipynb #3d126923
 UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = "xxunk xxpad xxbos xxeos xxfld xxrep xxwrep xxup xxmaj".split()
 text_spec_tok = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
 
-# %% ../nbs/01_tokenize.ipynb #85548ce6
+# %% ../nbs/01_tokenize.ipynb #0d6b5e66
 def fix_html(x):
     "Various messy things we've seen in documents"
     x = x.replace('#39;', "'").replace('amp;', '&').replace('#146;', "'").replace('nbsp;', ' ').replace(
@@ -32,7 +32,7 @@ def fix_html(x):
         '\\"', '"').replace('<unk>',UNK).replace(' @.@ ','.').replace(' @-@ ','-').replace('...',' …')
     return html.unescape(x)
 
-# %% ../nbs/01_tokenize.ipynb #9b9cbfdc
+# %% ../nbs/01_tokenize.ipynb #e33503cc
 _re_rep = re.compile(r'(\S)(\1{2,})')
 
 def replace_rep(t):
@@ -51,7 +51,7 @@ def replace_wrep(t):
         return f' {TK_WREP} {len(cc.split())+2} {c} {e}'
     return _re_wrep.sub(_replace_wrep, t)
 
-# %% ../nbs/01_tokenize.ipynb #b06a12f5
+# %% ../nbs/01_tokenize.ipynb #6f528053
 _re_spec = re.compile(r'([/#\\])')
 
 def spec_add_spaces(t):
@@ -64,7 +64,7 @@ def rm_useless_spaces(t):
     "Remove multiple spaces"
     return _re_space.sub(' ', t)
 
-# %% ../nbs/01_tokenize.ipynb #e1b8ba7b
+# %% ../nbs/01_tokenize.ipynb #6daab60d
 _re_all_caps = re.compile(r'(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))')
 
 def replace_all_caps(t):
@@ -87,7 +87,7 @@ def lowercase(t, add_bos=True, add_eos=False):
     "Converts `t` to lowercase"
     return (f'{BOS} ' if add_bos else '') + t.lower().strip() + (f' {EOS}' if add_eos else '')
 
-# %% ../nbs/01_tokenize.ipynb #b0c64deb
+# %% ../nbs/01_tokenize.ipynb #721f0615
 def replace_space(t):
     "Replace embedded spaces in a token with unicode line char to allow for split/join"
     return t.replace(' ', '▁')
@@ -104,7 +104,7 @@ def compose_rules(rules):
         return t
     return _f
 
-# %% ../nbs/01_tokenize.ipynb #9c13eacb
+# %% ../nbs/01_tokenize.ipynb #38f4ed43
 def _check_text(t, i=None):
     if not isinstance(t, str):
         raise TypeError(f"document {'' if i is None else f'{i} '}is a {type(t).__name__}, not a str: {t!r:.60}")
@@ -170,7 +170,7 @@ class WordTokenizer:
 
 SpacyTokenizer = WordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #d956c568
+# %% ../nbs/01_tokenize.ipynb #4526fda8
 eu_langs = ["bg", "cs", "da", "de", "el", "en", "es", "et", "fi", "fr", "ga", "hr", "hu",
             "it","lt","lv","mt","nl","pl","pt","ro","sk","sl","sv"] # all European langs
 
@@ -246,7 +246,7 @@ class SubwordTokenizer:
 
 SentencePieceTokenizer = SubwordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #cc0e83ea
+# %% ../nbs/01_tokenize.ipynb #8a50447d
 def _attaches(c, prev):
     "Does code point `c` belong to the same visible character as the one before (`prev`)?"
     o = ord(c)
@@ -279,7 +279,7 @@ class CharTokenizer:
     def cache_key(self): return ['CharTokenizer', self.special_toks]
     def __repr__(self): return 'CharTokenizer()'
 
-# %% ../nbs/01_tokenize.ipynb #b7918a2c
+# %% ../nbs/01_tokenize.ipynb #3126152b
 class Tokenizer(Transform):
     "Apply `rules` then `tok` to a text (or a file); `decode` joins tokens with `sep`"
     def __init__(self, tok, rules=None, counter=None, lengths=None, mode=None, sep=' '):
@@ -296,7 +296,7 @@ class Tokenizer(Transform):
         from fastai.torch_core import TitledStr
         return TitledStr(self.sep.join(o))
 
-# %% ../nbs/01_tokenize.ipynb #3ebfb2ed
+# %% ../nbs/01_tokenize.ipynb #54d34f63
 def tokenize1(text, tok=None, rules=None, post_rules=None):
     "Tokenize one `text` with `rules`, `tok` and `post_rules`, like fastai's batched path"
     if tok is None: tok = _default_word_tok()
@@ -306,7 +306,7 @@ def tokenize1(text, tok=None, rules=None, post_rules=None):
 @lru_cache(maxsize=1)
 def _default_word_tok(): return WordTokenizer()
 
-# %% ../nbs/01_tokenize.ipynb #f6eb8dc1
+# %% ../nbs/01_tokenize.ipynb #b3346270
 _worker_state = None  # set in each forked worker by `_init_worker`, never in the parent
 
 def _init_worker(state):
@@ -361,7 +361,7 @@ def encode_parallel(items, tok, rules, post_rules, n_workers=None, progress=Fals
     with ctx.Pool(min(n_workers, len(bounds)), initializer=_init_worker, initargs=(state,)) as pool:
         yield from _bar(pool.imap(_worker_chunk, bounds))
 
-# %% ../nbs/01_tokenize.ipynb #e410a818
+# %% ../nbs/01_tokenize.ipynb #4cefd1f0
 def _prepare(items, tok, rules, post_rules):
     if tok is None: tok = _default_word_tok()
     rules = text_proc_rules if rules is None else list(rules)
@@ -380,7 +380,7 @@ def tokenize_texts(texts, n_workers=None, rules=None, tok=None, post_rules=None,
         for n in lengths.tolist(): res.append(toks[a:a+n]); a += n
     return res
 
-# %% ../nbs/01_tokenize.ipynb #34516893
+# %% ../nbs/01_tokenize.ipynb #12f674e5
 CACHE_ENV = 'ULMFIT_CACHE'
 CACHE_FORMAT = 1
 
@@ -409,27 +409,43 @@ class TokCorpus:
     def __repr__(self):
         return f'TokCorpus({len(self)} docs, {len(self.ids)} tokens, {len(self.vocab)} distinct)'
 
-# %% ../nbs/01_tokenize.ipynb #fdb0127c
+# %% ../nbs/01_tokenize.ipynb #341cb9e0
+def _code_fp(code):
+    "Fingerprint of a code object: bytecode, names and constants, nested functions included (no memory addresses)"
+    h = hashlib.sha256(code.co_code + repr(code.co_names).encode())
+    for c in code.co_consts: h.update(_code_fp(c).encode() if hasattr(c, 'co_code') else repr(c).encode())
+    return h.hexdigest()[:16]
+
 def _func_key(f):
     "Name and bytecode of a rule, so that an edited rule gets another key"
     code = getattr(f, '__code__', None)
     name = getattr(f, '__qualname__', None) or type(f).__qualname__
-    fp = hashlib.sha256(code.co_code + repr((code.co_consts, code.co_names)).encode()).hexdigest()[:16] if code else repr(f)
-    return f'{getattr(f, "__module__", "")}.{name}:{fp}'
+    return f'{getattr(f, "__module__", "")}.{name}:{_code_fp(code) if code else repr(f)}'
 
 def _tok_key(tok):
     if hasattr(tok, 'cache_key'): return tok.cache_key()
     simple = {k:v for k,v in sorted(vars(tok).items()) if isinstance(v, (str, int, float, bool, list, tuple))}
     return [type(tok).__module__ + '.' + type(tok).__qualname__, repr(simple)]
 
+def _rel_names(files, root):
+    "Each path as a `str`, relative to `root` when given (plain string slicing: 100,000 `relative_to` calls are slow)"
+    if root is None: return [str(o) for o in files]
+    pre,res = os.path.join(str(root), ''),[]
+    for o in files:
+        s = str(o)
+        if not s.startswith(pre): raise ValueError(f'{o} is not inside {root}')
+        res.append(s[len(pre):])
+    return res
+
 def _inputs_key(items, root):
     h = hashlib.sha256()
-    for o in items:
-        if isinstance(o, Path):
-            st = o.stat()
-            h.update(f'{o.relative_to(root) if root else o}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode())
-        else:
-            b = o.encode('utf-8', 'surrogatepass'); h.update(f'{len(b)}:'.encode()); h.update(b)
+    if items and isinstance(items[0], Path):
+        for o,name in zip(items, _rel_names(items, root)):
+            try: st = os.stat(o)
+            except FileNotFoundError: raise FileNotFoundError(f'no such file: {o}') from None
+            h.update(f'{name}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode())
+    else:
+        for o in items: b = o.encode('utf-8', 'surrogatepass'); h.update(f'{len(b)}:'.encode()); h.update(b)
     return h.hexdigest()
 
 def corpus_key(items, tok, rules, post_rules, root=None):
@@ -444,7 +460,7 @@ def default_cache_dir():
     "`$ULMFIT_CACHE`, else `~/.cache/ulmfit_lib`"
     return Path(os.environ.get(CACHE_ENV) or Path.home()/'.cache'/'ulmfit_lib').expanduser()
 
-# %% ../nbs/01_tokenize.ipynb #3de987c8
+# %% ../nbs/01_tokenize.ipynb #265988d4
 def _load_corpus(d, key):
     "The `TokCorpus` cached in folder `d`, or `None` if it is missing, incomplete or another key"
     try:
@@ -463,20 +479,20 @@ def _load_corpus(d, key):
 
 def _build_corpus(items, tok, rules, post_rules, n_workers, progress, out_dir):
     "Tokenize `items`, merge the chunks' vocabularies in order, write ids to `out_dir/ids.i32` if given"
-    index,counts,offsets,parts = {},[],[0],[]
+    index,total,offsets,parts = {},np.zeros(0, np.int64),[0],[]
     f = open(out_dir/'ids.i32', 'wb') if out_dir is not None else None
     try:
         for vocab,ids,lengths in encode_parallel(items, tok, rules, post_rules, n_workers, progress):
             lut = np.array([index.setdefault(t, len(index)) for t in vocab], np.int32)
             gids = lut[ids] if len(ids) else ids.astype(np.int32)
-            counts.append(np.bincount(gids, minlength=len(index)))
+            c = np.bincount(gids, minlength=len(index))
+            total = np.concatenate([total, np.zeros(len(c) - len(total), np.int64)]) + c
             offsets.extend((offsets[-1] + np.cumsum(lengths)).tolist())
             if f is not None: f.write(gids.astype('<i4').tobytes())
             else: parts.append(gids)
     finally:
         if f is not None: f.close()
-    total = np.zeros(len(index), np.int64)
-    for c in counts: total[:len(c)] += c
+    if len(total) < len(index): total = np.concatenate([total, np.zeros(len(index) - len(total), np.int64)])
     ids = (np.concatenate(parts) if parts else np.zeros(0, np.int32)) if f is None else None
     return list(index), total, ids, np.array(offsets, np.int64)
 
@@ -488,10 +504,11 @@ def tokenize_corpus(items, n_workers=None, rules=None, tok=None, post_rules=None
     for i,(o,p) in enumerate(zip(items, is_path)):
         if not (p or isinstance(o, str)): raise TypeError(f'document {i} is a {type(o).__name__}, not a str or a Path: {o!r:.60}')
     if any(is_path) and not all(is_path): raise TypeError('items mix texts and Paths: pass one kind')
-    for o in items:
-        if isinstance(o, Path) and not o.is_file(): raise FileNotFoundError(f'no such file: {o}')
+    files = _rel_names(items, path) if items and is_path[0] else None
+    if files is not None and cache_dir is False:
+        for o in items:
+            if not o.is_file(): raise FileNotFoundError(f'no such file: {o}')
     tok,rules,post_rules = _prepare(items, tok, rules, post_rules)
-    files = [str(o.relative_to(path)) if path is not None else str(o) for o in items] if items and is_path[0] else None
     if cache_dir is False:
         vocab,counts,ids,offsets = _build_corpus(items, tok, rules, post_rules, n_workers, progress, None)
         return TokCorpus(vocab, counts, ids, offsets, files=None if files is None else [Path(f) for f in files], path=path)
@@ -518,7 +535,7 @@ def tokenize_corpus(items, n_workers=None, rules=None, tok=None, post_rules=None
     res.path = path
     return res
 
-# %% ../nbs/01_tokenize.ipynb #96083f36
+# %% ../nbs/01_tokenize.ipynb #80544d1b
 def tokenize_folder(path, extensions=None, folders=None, n_workers=None, rules=None, tok=None,
                     post_rules=None, cache_dir=None, progress=True):
     "Tokenize the text files in `path` (recursively, only `folders` if given) into a cached `TokCorpus`"
