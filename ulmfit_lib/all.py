@@ -6,3 +6,4 @@ from .lm_data import *
 from .awd_lstm import *
 from .clas_data import *
 from .learner import *
+from .ulmfit import *
