@@ -123,6 +123,49 @@ def child(side, n_docs, seed):
                           corpus_mb=data, peak_mb=_hwm_mb() - base)))
 
 
+def imdb_child(side, max_batches):
+    "Chapter 10's LM DataBlock on the whole IMDb folder in this process: build (cold if no cache yet, then warm), one epoch."
+    from functools import partial
+    from fastai.data.block import DataBlock
+    from fastai.data.transforms import get_text_files, RandomSplitter
+    import fastai.text.data as fdata
+    from ulmfit_lib.clas_data import TextBlock
+    from ulmfit_lib.data import get_imdb
+    path = get_imdb()
+    def build():
+        # fastai writes its tokenized copy to a private folder (a shared ~/.fastai/data/imdb_tok may be partial)
+        tb = (TextBlock.from_folder(path, is_lm=True) if side == 'ours' else
+              fdata.TextBlock.from_folder(path, is_lm=True, output_dir=os.environ['BENCH_FASTAI_TOK']))
+        return DataBlock(blocks=tb, get_items=partial(get_text_files, folders=['train', 'test', 'unsup']),
+                         splitter=RandomSplitter(0.1, seed=42)).dataloaders(path, path=path, bs=64, seq_len=72)
+    t = time.perf_counter(); build(); first = time.perf_counter() - t
+    import gc; gc.collect()
+    base = _cur_rss_mb()
+    with open('/proc/self/clear_refs', 'w') as f: f.write('5')
+    t = time.perf_counter(); dls = build(); warm = time.perf_counter() - t
+    n_tok = int(dls.train.n_tok) if side == 'ours' else int(sum(dls.train.lens.coll))
+    t = time.perf_counter(); n = 0
+    for _ in dls.train:
+        n += 1
+        if max_batches and n >= max_batches: break
+    ep = time.perf_counter() - t
+    print(json.dumps(dict(side=side, first_build=first, warm_build=warm, epoch=ep, batches=n, total_batches=len(dls.train),
+                          train_tokens=n_tok, vocab=len(dls.vocab), peak_mb=_hwm_mb() - base)))
+
+
+def part4(max_batches):
+    out = {}
+    tokdir = Path(tempfile.mkdtemp(prefix='fastai-imdb-tok-'))
+    for side in ('ours', 'fastai'):
+        r = subprocess.run([sys.executable, __file__, '--imdb-child', side, '--max-batches', str(max_batches if side == 'fastai' else 0)],
+                           capture_output=True, text=True, env={**os.environ, 'BENCH_FASTAI_TOK': str(tokdir/'imdb_tok')})
+        if r.returncode: shutil.rmtree(tokdir, ignore_errors=True); raise RuntimeError(r.stderr[-3000:])
+        out[side] = json.loads(r.stdout.strip().splitlines()[-1])
+        print(side, out[side], flush=True)
+    shutil.rmtree(tokdir, ignore_errors=True)
+    return out
+
+
 def part3(lens, n_docs=100_000):
     tmpf = Path(tempfile.mkdtemp())/'lens.npy'; np.save(tmpf, lens)
     out = {}
@@ -139,10 +182,24 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--full', action='store_true'); ap.add_argument('--child'); ap.add_argument('--n-docs', type=int, default=100_000)
     ap.add_argument('--runs', type=int, default=5); ap.add_argument('--fastai-runs', type=int, default=3)
+    ap.add_argument('--imdb', action='store_true'); ap.add_argument('--imdb-child'); ap.add_argument('--max-batches', type=int, default=0)
+    ap.add_argument('--skip-part1', action='store_true')
     ap.add_argument('--skip-datablock', action='store_true'); ap.add_argument('--real-docs', type=int, default=N_DOCS)
     a = ap.parse_args()
     if a.child: return child(a.child, a.n_docs, seed=0)
+    if a.imdb_child: return imdb_child(a.imdb_child, a.max_batches)
     print(f'machine: {_machine()}\nload average at start: {os.getloadavg()}\n')
+    if a.imdb:
+        r = part4(a.max_batches); o, f = r['ours'], r['fastai']
+        print(f'## Chapter 10 LM DataBlock on the whole IMDb folder (train+test+unsup, RandomSplitter(0.1)), bs=64, seq_len=72\n')
+        print(f'{o["train_tokens"]:,} training tokens, vocab {o["vocab"]:,} (fastai: {f["vocab"]:,}); each library in its own process; '
+              f'"first build" tokenizes unless that library\'s cache already existed; peak RSS above the process after the first build.\n')
+        print('| library | first build s | warm-cache build s | train epoch s | batches timed | peak RSS MB (warm build + epoch) |\n|---|---|---|---|---|---|')
+        for k, v in r.items():
+            ep = v['epoch'] if v['batches'] == v['total_batches'] else f'{v["epoch"]:.1f} for {v["batches"]} -> ~{v["epoch"]*v["total_batches"]/v["batches"]:.0f} (extrapolated)'
+            print(f'| {k} | {v["first_build"]:.1f} | {v["warm_build"]:.2f} | {ep if isinstance(ep, str) else f"{ep:.2f}"} | {v["batches"]}/{v["total_batches"]} | {v["peak_mb"]:.0f} |')
+        print(f'\nload average: {os.getloadavg()}')
+        return
     path, files, ids, offs, vocab = real_corpus(a.real_docs)
     ours, theirs = part1(ids, offs, a.runs, a.fastai_runs)
     print(f'## One shuffled LM epoch, bs=64, seq_len=72, {len(files)} IMDb unsup reviews = {int(offs[-1]):,} tokens '
