@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['pad_chunk', 'pad_input_chunk', 'sorted_order', 'SortedDL', 'CorpusTokenizer', 'corpus_doc_arrays', 'TextBlock']
 
-# %% ../nbs/04_clas_data.ipynb #fceb27d8
+# %% ../nbs/04_clas_data.ipynb #49747a69
 import random
 from pathlib import Path
 import numpy as np
@@ -19,9 +19,9 @@ from fastai.torch_core import retain_type, display_df
 from fasttransform import Transform
 from .numericalize import Numericalize, corpus_lut
 from .lm_data import LMDataLoader, docs_to_arrays, _check_pos_int
-from .tokenize import Tokenizer, tokenize_folder
+from .tokenize import Tokenizer, WordTokenizer, tokenize_folder
 
-# %% ../nbs/04_clas_data.ipynb #8413b001
+# %% ../nbs/04_clas_data.ipynb #6d95aaa8
 def pad_chunk(x, pad_idx=1, pad_first=True, seq_len=72, pad_len=10):
     "Pad `x` to `pad_len`: whole chunks of `seq_len` pads before it (`pad_first`), the rest after it"
     if pad_len < len(x): raise ValueError(f'pad_len={pad_len} is shorter than the text ({len(x)} tokens)')
@@ -36,7 +36,7 @@ def pad_input_chunk(samples, n_inp=1, pad_idx=1, pad_first=True, seq_len=72):
     max_len = max(len(s[n]) for s in samples for n in range(n_inp))
     return [(*[pad_chunk(s[n], pad_idx, pad_first, seq_len, max_len) for n in range(n_inp)], *s[n_inp:]) for s in samples]
 
-# %% ../nbs/04_clas_data.ipynb #55313dba
+# %% ../nbs/04_clas_data.ipynb #20fcde8f
 def _pad_batch(buf, starts, lens, pad_idx=1, pad_first=True, seq_len=72, backwards=False):
     "One `(len(lens), max(lens))` int64 array: row `i` is `buf[starts[i]:starts[i]+lens[i]]` laid out as `pad_chunk` does"
     lens = np.asarray(lens, dtype=np.int64); n, m = len(lens), int(lens.max()) if len(lens) else 0
@@ -50,7 +50,7 @@ def _pad_batch(buf, starts, lens, pad_idx=1, pad_first=True, seq_len=72, backwar
     out[row, np.repeat(col0, lens) + within] = buf[src]
     return out
 
-# %% ../nbs/04_clas_data.ipynb #8e20bb2e
+# %% ../nbs/04_clas_data.ipynb #706eaed3
 def sorted_order(res, bs, shuffle=False, rng=None):
     "fastai `SortedDL`'s order of the items with sort keys `res` (longest first; shuffled in sorted chunks if `shuffle`)"
     res = np.asarray(res)
@@ -155,13 +155,13 @@ def _labels(dataset):
     if not isinstance(first, (tuple, list)) or len(first) < 2: return None
     return fa_collate([dataset[i][1] for i in range(len(dataset))])
 
-# %% ../nbs/04_clas_data.ipynb #4a299e2d
+# %% ../nbs/04_clas_data.ipynb #c97a7b95
 class CorpusTokenizer(Tokenizer):
     "`Tokenizer` whose files under `path` are read from the tokenized `corpus` (other inputs are tokenized)"
     input_types = (str, list, tuple, Path)     # what fastai's `test_dl` may hand us (fastai's Tokenizer's)
     def __init__(self, corpus, path, tok=None, rules=None, sep=' '):
         if corpus.files is None: raise ValueError('the corpus has no file list: tokenize it with `tokenize_folder`')
-        super().__init__(tok if tok is not None else _default_tok(), rules=rules, sep=sep, mode='folder',
+        super().__init__(tok if tok is not None else WordTokenizer(), rules=rules, sep=sep, mode='folder',
                          counter=corpus.counter(), lengths=corpus.lengths)
         self.corpus, self.path = corpus, Path(path)
         self.index = {str(f): i for i, f in enumerate(corpus.files)}
@@ -187,10 +187,6 @@ class CorpusTokenizer(Tokenizer):
             self._remap = (key, corpus_lut(self.corpus.vocab, vocab)[self.corpus.ids])
         return self._remap[1]
 
-def _default_tok():
-    from ulmfit_lib.tokenize import WordTokenizer
-    return WordTokenizer()
-
 def corpus_doc_arrays(dataset):
     "`(buf, starts, lens)` of the texts of a fastai `Datasets`/`TfmdLists`: a corpus remap when they are files of a `CorpusTokenizer`'s corpus"
     tl = dataset.tls[0] if hasattr(dataset, 'tls') else dataset
@@ -206,7 +202,7 @@ def corpus_doc_arrays(dataset):
     idx, offs = np.asarray(idx, dtype=np.int64), tok.corpus.offsets
     return tok.remapped(num.vocab), offs[idx], (offs[idx + 1] - offs[idx])
 
-# %% ../nbs/04_clas_data.ipynb #4e2176f5
+# %% ../nbs/04_clas_data.ipynb #00d09585
 class TextBlock(TransformBlock):
     "A `TransformBlock` for texts: our tokenizer and `Numericalize`, batched by our `LMDataLoader`/`SortedDL`"
     def __init__(self, tok_tfm, vocab=None, is_lm=False, seq_len=72, backwards=False, min_freq=3, max_vocab=60000,
