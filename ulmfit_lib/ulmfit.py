@@ -6,8 +6,8 @@
 __all__ = ['PROFILES', 'Profile', 'get_profile', 'IMDbData', 'prepare_imdb', 'save_corpus_cache', 'load_corpus_cache',
            'TimeLimit', 'fit_budget', 'train_classifier', 'run_ulmfit', 'main']
 
-# %% ../nbs/07_ulmfit.ipynb #9e217040
-import argparse, json, os, platform, shutil, sys, tempfile, time, warnings
+# %% ../nbs/07_ulmfit.ipynb #d4e7aa24
+import argparse, json, os, platform, shutil, sys, tempfile, time, warnings, zipfile
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -21,32 +21,32 @@ from .awd_lstm import AWD_LSTM, awd_lstm_lm_config, awd_lstm_clas_config
 from .learner import (language_model_learner, text_classifier_learner, lm_dls_from_ids, clas_dls_from_ids,
                                 corpus_labels, save_lm_pretrained, _atomic_write, _split_docs)
 
-# %% ../nbs/07_ulmfit.ipynb #3f75a931
+# %% ../nbs/07_ulmfit.ipynb #fbd76f39
 @dataclass
 class Profile:
     "Sizes and schedule of one ULMFiT run (see `PROFILES`)."
     name: str
     n_unsup: int = 4000          # stage 1 (general LM) documents, from `unsup`
-    n_lm: int = 4000             # stage 2 (LM fine-tuning) documents, from `train`
-    n_train: int = 4000          # stage 3 labelled documents, from `train`
+    n_lm: int = 6000             # stage 2 (LM fine-tuning) documents, from `train` (the classifier's texts)
+    n_train: int = 6000          # stage 3 labelled documents, from `train`
     n_valid: int = 1000          # held-out labelled documents, from `test`
-    max_vocab: int = 8000
+    max_vocab: int = 6000
     min_freq: int = 3
     emb_sz: int = 128
     n_hid: int = 384
     n_layers: int = 2
-    bs: int = 64
+    bs: int = 32
     seq_len: int = 72
-    lm_drop_mult: float = 0.3
+    lm_drop_mult: float = 0.1
     lm1_epochs: int = 1
-    lm1_lr: float = 1e-2
+    lm1_lr: float = 2e-2
     lm2_frozen_epochs: int = 0
     lm2_epochs: int = 1
-    lm2_lr: float = 5e-3
-    clas_bs: int = 64
-    clas_drop_mult: float = 0.5
-    clas_lr: float = 2e-2
-    clas_epochs: tuple = (1, 1, 1, 2)  # frozen, freeze_to(-2), freeze_to(-3), unfreeze: the book's schedule
+    lm2_lr: float = 1e-2
+    clas_bs: int = 32
+    clas_drop_mult: float = 0.25
+    clas_lr: float = 4e-2
+    clas_epochs: tuple = (2, 1, 1, 2)  # frozen, freeze_to(-2), freeze_to(-3), unfreeze: the book's schedule, one more cheap frozen epoch
     max_len: int = 72*20
     wd: float = 0.01
     fp16: bool = False
@@ -57,8 +57,9 @@ class Profile:
 PROFILES = {
     'smoke': Profile('smoke'),
     'full': Profile('full', n_unsup=50_000, n_lm=25_000, n_train=25_000, n_valid=25_000, max_vocab=60_000,
-                    emb_sz=400, n_hid=1152, n_layers=3, bs=128, seq_len=80, lm1_epochs=2, lm1_lr=3e-3,
-                    lm2_frozen_epochs=0, lm2_epochs=2, lm2_lr=2e-3, clas_bs=64, fp16=True),
+                    emb_sz=400, n_hid=1152, n_layers=3, bs=128, seq_len=80, lm_drop_mult=0.3, lm1_epochs=4, lm1_lr=5e-3,
+                    lm2_frozen_epochs=0, lm2_epochs=4, lm2_lr=2e-3, clas_bs=64, clas_drop_mult=0.5, clas_lr=2e-2,
+                    clas_epochs=(1, 1, 1, 2), fp16=True),
 }
 
 def get_profile(name, device=None, **overrides):
@@ -71,7 +72,7 @@ def get_profile(name, device=None, **overrides):
     if bad: raise ValueError(f'unknown profile fields {bad}')
     return Profile(**{**asdict(PROFILES[name]), **overrides})
 
-# %% ../nbs/07_ulmfit.ipynb #919943bf
+# %% ../nbs/07_ulmfit.ipynb #d7880931
 @dataclass
 class IMDbData:
     "Numericalized IMDb parts: `parts[name] = (ids, offsets, labels)`; labels -1 where unlabelled."
@@ -141,7 +142,8 @@ def load_corpus_cache(folder):
         for k in meta['parts']:
             with np.load(folder/f'{k}.npz', allow_pickle=False) as z:
                 parts[k] = (z['ids'].astype(np.int32), z['offsets'].astype(np.int64), z['labels'])
-    except (OSError, ValueError, KeyError) as e: raise ValueError(f'{folder} is not a readable corpus cache: {e}') from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f'{folder} is not a readable corpus cache: {e!r}') from None
     for k, (ids, offs, y) in parts.items():
         if offs[-1] != len(ids) or len(y) != len(offs) - 1 or (len(ids) and ids.max() >= len(vocab)):
             raise ValueError(f'{folder}/{k}.npz is inconsistent: {len(ids)} ids, offsets end at {offs[-1]}, '
@@ -150,7 +152,7 @@ def load_corpus_cache(folder):
             raise ValueError(f'{folder}/{k}.npz does not match meta.json: {meta["counts"][k]}')
     return IMDbData(vocab, parts, meta.get('profile', ''))
 
-# %% ../nbs/07_ulmfit.ipynb #cf31658f
+# %% ../nbs/07_ulmfit.ipynb #da006ed9
 class TimeLimit(Callback):
     "Cancel the fit after the batch during which `deadline` (a `time.monotonic()` value) passed."
     order = 100
@@ -189,7 +191,7 @@ def fit_budget(n_batches_epoch, epochs, sec_per_batch, budget):
     if affordable >= n_batches_epoch: return 1.0, max(1, int(affordable // n_batches_epoch))
     return max(affordable / n_batches_epoch, 0.02), 1
 
-# %% ../nbs/07_ulmfit.ipynb #434104ed
+# %% ../nbs/07_ulmfit.ipynb #7e151be5
 def _device_name(device):
     if str(device).startswith('cuda') and torch.cuda.is_available(): return f'cuda: {torch.cuda.get_device_name(0)}'
     return f'cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'
@@ -301,7 +303,7 @@ def _lm_stage(data, part_names, p, path, epochs, lr, frozen_epochs=0, pretrained
     info.update(epochs=frozen_epochs + epochs, tokens_per_s=n_seen / max(time.monotonic() - t1, 1e-9))
     return learn, time.monotonic() - t0, info
 
-# %% ../nbs/07_ulmfit.ipynb #3b07da92
+# %% ../nbs/07_ulmfit.ipynb #8ba7f49d
 def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None, time_budget=None, control=True,
                device=None, n_workers=None, log=print, data=None, **overrides):
     "Run the three ULMFiT stages (and the no-pretraining control); write `out/report.json`, PNGs, models. Returns the report."
@@ -325,7 +327,7 @@ def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None,
     remaining = None if time_budget is None else time_budget - (time.monotonic() - t_start)
     # shares of the remaining budget: stage 1, stage 2, stage 3 (and the control, which costs as much as stage 3)
     fr = (0.25, 0.2) if control else (0.3, 0.25)
-    share = lambda f: None if remaining is None else max(remaining * f, 10.)
+    share = lambda f: None if remaining is None else max(remaining * f, 0.5)
     # stage 1: general LM from scratch, saved in fastai's format
     has_unsup = 'unsup' in data.parts
     if has_unsup:
@@ -345,7 +347,7 @@ def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None,
     log(f'stage 2: LM accuracy {float(v2[1]):.4f}, perplexity {float(v2[2]):.1f} ({s2:.0f}s)')
     # stage 3: classifier
     rem3 = None if time_budget is None else time_budget - (time.monotonic() - t_start)
-    b3 = None if rem3 is None else max(rem3 / (2 if control else 1), 10.)
+    b3 = None if rem3 is None else max(rem3 / (2 if control else 1), 0.5)
     clas, acc, s3, i3 = train_classifier(data, p, out, encoder='finetuned', device=device, budget=b3, log=log)
     clas.save('classifier', with_opt=False)
     _save_plot(clas, out/'stage3_clas_loss.png', f'stage 3: classifier, last phase ({p.name})')
@@ -358,7 +360,7 @@ def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None,
                   total_seconds=round(total, 1), time_budget=time_budget,
                   config=asdict(p), load_avg=list(os.getloadavg()), torch=torch.__version__, date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
     if control:
-        rem = None if time_budget is None else max(time_budget - (time.monotonic() - t_start), 10.)
+        rem = None if time_budget is None else max(time_budget - (time.monotonic() - t_start), 0.5)
         _, cacc, cs, ci = train_classifier(data, p, out, encoder=None, device=device, budget=rem, log=log, name='control',
                                            frac=i3.get('train_fraction'))
         report['control'] = dict(accuracy=cacc, seconds=round(cs, 1), **_r(ci),
@@ -370,7 +372,7 @@ def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None,
 
 def _r(d): return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
-# %% ../nbs/07_ulmfit.ipynb #146b63ef
+# %% ../nbs/07_ulmfit.ipynb #a5428df0
 def main(argv=None):
     "Console script `ulmfit-imdb`: the three ULMFiT stages on IMDb, `report.json` in `--out`."
     ap = argparse.ArgumentParser(prog='ulmfit-imdb', description='ULMFiT on IMDb: general LM, LM fine-tuning, classifier.')
