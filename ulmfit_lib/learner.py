@@ -8,7 +8,7 @@ __all__ = ['atomic_torch_save', 'safe_torch_load', 'load_vocab_pickle', 'save_vo
            'text_classifier_learner', 'lm_dls_from_ids', 'lm_dls_from_corpus', 'corpus_labels', 'clas_dls_from_ids',
            'clas_dls_from_corpus', 'pretrain_lm', 'save_lm_pretrained']
 
-# %% ../nbs/06_learner.ipynb #7055c950
+# %% ../nbs/06_learner.ipynb #92cf9f50
 import os, pickle, tempfile, zipfile
 from pathlib import Path
 import numpy as np
@@ -28,7 +28,7 @@ from .clas_data import SortedDL
 from .awd_lstm import (AWD_LSTM, LinearDecoder, get_language_model, get_text_classifier, awd_lstm_lm_split, awd_lstm_clas_split,
                        awd_lstm_lm_config, generate)
 
-# %% ../nbs/06_learner.ipynb #5229187d
+# %% ../nbs/06_learner.ipynb #c85a440d
 def _atomic_write(file, write):
     "Call `write(tmp_path)` for a temporary file next to `file`, then move it onto `file` (atomic)."
     file = Path(file)
@@ -64,7 +64,7 @@ def safe_torch_load(file, map_location='cpu', opt_globals=False):
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as e:
         raise ValueError(f'{file} is not a readable torch checkpoint: {e}') from None
 
-# %% ../nbs/06_learner.ipynb #afc56e20
+# %% ../nbs/06_learner.ipynb #db7eb67e
 class _NoGlobalsUnpickler(pickle.Unpickler):
     "An unpickler that refuses every global: it can only rebuild plain lists, strings, numbers, dicts."
     def find_class(self, module, name):
@@ -92,7 +92,7 @@ def save_vocab_pickle(vocab, fname):
         with open(tmp, 'wb') as f: pickle.dump(vocab, f, protocol=2)
     return _atomic_write(fname, write)
 
-# %% ../nbs/06_learner.ipynb #56ba7439
+# %% ../nbs/06_learner.ipynb #44a46c6b
 def load_pretrained_files(wgts_fname, vocab_fname):
     "`(state_dict, vocab)` of a pretrained LM in fastai's format, read without executing pickled code."
     vocab = load_vocab_pickle(vocab_fname)
@@ -106,7 +106,7 @@ def load_pretrained_files(wgts_fname, vocab_fname):
         raise ValueError(f'{wgts_fname} has an embedding of {n} rows but {vocab_fname} has {len(vocab)} tokens')
     return wgts, vocab
 
-# %% ../nbs/06_learner.ipynb #5f3ba8cf
+# %% ../nbs/06_learner.ipynb #6ce63b2a
 def match_embeds(old_wgts, old_vocab, new_vocab):
     "Convert the embedding in `old_wgts` to go from `old_vocab` to `new_vocab` (fastai's semantics)."
     bias, wgts = old_wgts.get('1.decoder.bias', None), old_wgts['0.encoder.weight']
@@ -124,7 +124,7 @@ def match_embeds(old_wgts, old_vocab, new_vocab):
         old_wgts['1.decoder.bias'] = new_bias
     return old_wgts
 
-# %% ../nbs/06_learner.ipynb #ab61b8db
+# %% ../nbs/06_learner.ipynb #96afedfb
 def _clean_raw_keys(wgts):
     "Drop `X.module.weight_hh_l0` when `X.weight_hh_l0_raw` is present (fastai < 2 checkpoints)."
     keys = set(wgts)
@@ -151,7 +151,7 @@ def load_state_checked(model, wgts, what='weights'):
     model.load_state_dict(wgts)
     return model
 
-# %% ../nbs/06_learner.ipynb #32e90203
+# %% ../nbs/06_learner.ipynb #2092e9b2
 def get_encoder(model):
     "The `AWD_LSTM` of a language model or classifier (unwrapping `SentenceEncoder`)."
     enc = get_model(model)[0]
@@ -218,7 +218,7 @@ class TextLearner(Learner):
         self.freeze()
         return self
 
-# %% ../nbs/06_learner.ipynb #feb4c0b7
+# %% ../nbs/06_learner.ipynb #3314fb03
 class LMLearner(TextLearner):
     "A `TextLearner` for language models: `predict` generates text with the O(n) generator."
     tok, rules = None, None
@@ -240,7 +240,7 @@ class LMLearner(TextLearner):
 
     def get_preds(self, concat_dim=1, **kwargs): return super().get_preds(concat_dim=concat_dim, **kwargs)
 
-# %% ../nbs/06_learner.ipynb #b0038f0d
+# %% ../nbs/06_learner.ipynb #8735c852
 def _wt103_files(backwards=False):
     "Paths `(weights, vocab)` of fastai's WT103 model, downloaded once by `untar_data`; `None` if that fails."
     from fastai.data.external import untar_data, URLs
@@ -297,7 +297,7 @@ def text_classifier_learner(dls, arch, seq_len=72, config=None, backwards=False,
         learn.freeze()
     return learn
 
-# %% ../nbs/06_learner.ipynb #dced10f8
+# %% ../nbs/06_learner.ipynb #bae138ca
 def _split_docs(ids, offsets, idx):
     "Documents `idx` of `(ids, offsets)` as a new contiguous `(ids, offsets)`."
     idx = np.asarray(idx, dtype=np.int64)
@@ -350,7 +350,7 @@ def clas_dls_from_corpus(train, valid, vocab, classes=('neg', 'pos'), **kwargs):
     v = (*numericalize_corpus(valid, vocab), corpus_labels(valid, classes))
     return clas_dls_from_ids(t, v, vocab, n_classes=len(classes), **kwargs)
 
-# %% ../nbs/06_learner.ipynb #d5017684
+# %% ../nbs/06_learner.ipynb #43670448
 def _as_corpus(source, n_workers=None, cache_dir=None):
     if isinstance(source, TokCorpus): return source
     if isinstance(source, (str, Path)) and Path(source).is_dir():

@@ -6,7 +6,7 @@
 __all__ = ['PROFILES', 'Profile', 'get_profile', 'IMDbData', 'prepare_imdb', 'save_corpus_cache', 'load_corpus_cache',
            'TimeLimit', 'fit_budget', 'train_classifier', 'run_ulmfit', 'main']
 
-# %% ../nbs/07_ulmfit.ipynb #d4e7aa24
+# %% ../nbs/07_ulmfit.ipynb #541bd93e
 import argparse, json, os, platform, shutil, sys, tempfile, time, warnings, zipfile
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -21,7 +21,7 @@ from .awd_lstm import AWD_LSTM, awd_lstm_lm_config, awd_lstm_clas_config
 from .learner import (language_model_learner, text_classifier_learner, lm_dls_from_ids, clas_dls_from_ids,
                                 corpus_labels, save_lm_pretrained, _atomic_write, _split_docs)
 
-# %% ../nbs/07_ulmfit.ipynb #fbd76f39
+# %% ../nbs/07_ulmfit.ipynb #a7bf5d16
 @dataclass
 class Profile:
     "Sizes and schedule of one ULMFiT run (see `PROFILES`)."
@@ -60,6 +60,9 @@ PROFILES = {
                     emb_sz=400, n_hid=1152, n_layers=3, bs=128, seq_len=80, lm_drop_mult=0.3, lm1_epochs=4, lm1_lr=5e-3,
                     lm2_frozen_epochs=0, lm2_epochs=4, lm2_lr=2e-3, clas_bs=64, clas_drop_mult=0.5, clas_lr=2e-2,
                     clas_epochs=(1, 1, 1, 2), fp16=True),
+    # plumbing only (seconds, no accuracy target): tests and quick checks of notebooks
+    'tiny': Profile('tiny', n_unsup=40, n_lm=40, n_train=40, n_valid=20, max_vocab=600, emb_sz=16, n_hid=32, bs=8,
+                    seq_len=20, clas_bs=8, clas_epochs=(1, 1, 0, 1)),
 }
 
 def get_profile(name, device=None, **overrides):
@@ -72,7 +75,7 @@ def get_profile(name, device=None, **overrides):
     if bad: raise ValueError(f'unknown profile fields {bad}')
     return Profile(**{**asdict(PROFILES[name]), **overrides})
 
-# %% ../nbs/07_ulmfit.ipynb #d7880931
+# %% ../nbs/07_ulmfit.ipynb #15ede2f6
 @dataclass
 class IMDbData:
     "Numericalized IMDb parts: `parts[name] = (ids, offsets, labels)`; labels -1 where unlabelled."
@@ -152,7 +155,7 @@ def load_corpus_cache(folder):
             raise ValueError(f'{folder}/{k}.npz does not match meta.json: {meta["counts"][k]}')
     return IMDbData(vocab, parts, meta.get('profile', ''))
 
-# %% ../nbs/07_ulmfit.ipynb #da006ed9
+# %% ../nbs/07_ulmfit.ipynb #ba1e1294
 class TimeLimit(Callback):
     "Cancel the fit after the batch during which `deadline` (a `time.monotonic()` value) passed."
     order = 100
@@ -191,7 +194,7 @@ def fit_budget(n_batches_epoch, epochs, sec_per_batch, budget):
     if affordable >= n_batches_epoch: return 1.0, max(1, int(affordable // n_batches_epoch))
     return max(affordable / n_batches_epoch, 0.02), 1
 
-# %% ../nbs/07_ulmfit.ipynb #7e151be5
+# %% ../nbs/07_ulmfit.ipynb #3b396efd
 def _device_name(device):
     if str(device).startswith('cuda') and torch.cuda.is_available(): return f'cuda: {torch.cuda.get_device_name(0)}'
     return f'cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'
@@ -303,7 +306,7 @@ def _lm_stage(data, part_names, p, path, epochs, lr, frozen_epochs=0, pretrained
     info.update(epochs=frozen_epochs + epochs, tokens_per_s=n_seen / max(time.monotonic() - t1, 1e-9))
     return learn, time.monotonic() - t0, info
 
-# %% ../nbs/07_ulmfit.ipynb #8ba7f49d
+# %% ../nbs/07_ulmfit.ipynb #76500608
 def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None, time_budget=None, control=True,
                device=None, n_workers=None, log=print, data=None, **overrides):
     "Run the three ULMFiT stages (and the no-pretraining control); write `out/report.json`, PNGs, models. Returns the report."
@@ -372,7 +375,7 @@ def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None,
 
 def _r(d): return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
-# %% ../nbs/07_ulmfit.ipynb #a5428df0
+# %% ../nbs/07_ulmfit.ipynb #f6a64714
 def main(argv=None):
     "Console script `ulmfit-imdb`: the three ULMFiT stages on IMDb, `report.json` in `--out`."
     ap = argparse.ArgumentParser(prog='ulmfit-imdb', description='ULMFiT on IMDb: general LM, LM fine-tuning, classifier.')
