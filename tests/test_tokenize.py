@@ -135,6 +135,10 @@ def test_tokenize_folder_parity(tmp_path, imdb_path):
     assert out == tmp_path/'corpus_tok'
     out2 = fc.tokenize_folder(src, n_workers=2, skip_if_exists=False)
     assert out2 == out and fc.load_pickle(out2/'counter.pkl') == c.counter()
+    assert T.list_files(src, folders='test') == [str(f) for f in fc.get_files(src, extensions=None, folders='test')]
+    assert T.list_files(src, extensions=['.md', '.TXT']) == [str(f) for f in fc.get_files(src, extensions=['.md', '.TXT'])]
+    loaded = T.load_corpus(c.cache_path)
+    assert loaded.docs() == c.docs() and loaded.file_names == [str(f) for f in c.files]
     sub = tokenize_folder(src, folders=['test'], cache_dir=tmp_path/'cache', progress=False)
     assert len(sub) == 20 and all(f.parts[0] == 'test' for f in sub.files)
 
@@ -302,6 +306,7 @@ def test_leftover_temp_and_broken_cache(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [c.cache_path.name]
     (c.cache_path/'meta.json').unlink()                              # no meta: never loaded
     assert T._load_corpus(c.cache_path, c.key) is None
+    with pytest.raises(ValueError, match='not a complete corpus cache'): T.load_corpus(c.cache_path)
 
 
 # ---------------------------------------------------------------- bad input

@@ -8,23 +8,23 @@ __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_
            'fix_html', 'replace_rep', 'replace_wrep', 'spec_add_spaces', 'rm_useless_spaces', 'replace_all_caps',
            'replace_maj', 'lowercase', 'replace_space', 'compose_rules', 'WordTokenizer', 'SubwordTokenizer',
            'CharTokenizer', 'Tokenizer', 'tokenize1', 'default_n_workers', 'encode_parallel', 'tokenize_texts',
-           'TokCorpus', 'corpus_key', 'default_cache_dir', 'tokenize_corpus', 'tokenize_folder', 'tokenize_df']
+           'TokCorpus', 'corpus_key', 'default_cache_dir', 'load_corpus', 'tokenize_corpus', 'list_files',
+           'tokenize_folder', 'tokenize_df']
 
-# %% ../nbs/01_tokenize.ipynb #eb02e6bc
+# %% ../nbs/01_tokenize.ipynb #c6a597c6
 import html, hashlib, json, os, re, shutil, tempfile, multiprocessing, unicodedata
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 import numpy as np
 from fasttransform import Transform
-from fastai.data.transforms import get_files
 from .data import read_text
 
-# %% ../nbs/01_tokenize.ipynb #3d126923
+# %% ../nbs/01_tokenize.ipynb #833d7b7e
 UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = "xxunk xxpad xxbos xxeos xxfld xxrep xxwrep xxup xxmaj".split()
 text_spec_tok = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
 
-# %% ../nbs/01_tokenize.ipynb #0d6b5e66
+# %% ../nbs/01_tokenize.ipynb #6ab4f207
 def fix_html(x):
     "Various messy things we've seen in documents"
     x = x.replace('#39;', "'").replace('amp;', '&').replace('#146;', "'").replace('nbsp;', ' ').replace(
@@ -32,7 +32,7 @@ def fix_html(x):
         '\\"', '"').replace('<unk>',UNK).replace(' @.@ ','.').replace(' @-@ ','-').replace('...',' …')
     return html.unescape(x)
 
-# %% ../nbs/01_tokenize.ipynb #e33503cc
+# %% ../nbs/01_tokenize.ipynb #690b0397
 _re_rep = re.compile(r'(\S)(\1{2,})')
 
 def replace_rep(t):
@@ -51,7 +51,7 @@ def replace_wrep(t):
         return f' {TK_WREP} {len(cc.split())+2} {c} {e}'
     return _re_wrep.sub(_replace_wrep, t)
 
-# %% ../nbs/01_tokenize.ipynb #6f528053
+# %% ../nbs/01_tokenize.ipynb #67e5b804
 _re_spec = re.compile(r'([/#\\])')
 
 def spec_add_spaces(t):
@@ -64,7 +64,7 @@ def rm_useless_spaces(t):
     "Remove multiple spaces"
     return _re_space.sub(' ', t)
 
-# %% ../nbs/01_tokenize.ipynb #6daab60d
+# %% ../nbs/01_tokenize.ipynb #d6d2de3f
 _re_all_caps = re.compile(r'(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))')
 
 def replace_all_caps(t):
@@ -87,7 +87,7 @@ def lowercase(t, add_bos=True, add_eos=False):
     "Converts `t` to lowercase"
     return (f'{BOS} ' if add_bos else '') + t.lower().strip() + (f' {EOS}' if add_eos else '')
 
-# %% ../nbs/01_tokenize.ipynb #721f0615
+# %% ../nbs/01_tokenize.ipynb #82d025f9
 def replace_space(t):
     "Replace embedded spaces in a token with unicode line char to allow for split/join"
     return t.replace(' ', '▁')
@@ -104,7 +104,7 @@ def compose_rules(rules):
         return t
     return _f
 
-# %% ../nbs/01_tokenize.ipynb #38f4ed43
+# %% ../nbs/01_tokenize.ipynb #0940bc1a
 def _check_text(t, i=None):
     if not isinstance(t, str):
         raise TypeError(f"document {'' if i is None else f'{i} '}is a {type(t).__name__}, not a str: {t!r:.60}")
@@ -170,7 +170,7 @@ class WordTokenizer:
 
 SpacyTokenizer = WordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #4526fda8
+# %% ../nbs/01_tokenize.ipynb #6232344a
 eu_langs = ["bg", "cs", "da", "de", "el", "en", "es", "et", "fi", "fr", "ga", "hr", "hu",
             "it","lt","lv","mt","nl","pl","pt","ro","sk","sl","sv"] # all European langs
 
@@ -246,7 +246,7 @@ class SubwordTokenizer:
 
 SentencePieceTokenizer = SubwordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #8a50447d
+# %% ../nbs/01_tokenize.ipynb #4527a680
 def _attaches(c, prev):
     "Does code point `c` belong to the same visible character as the one before (`prev`)?"
     o = ord(c)
@@ -279,7 +279,7 @@ class CharTokenizer:
     def cache_key(self): return ['CharTokenizer', self.special_toks]
     def __repr__(self): return 'CharTokenizer()'
 
-# %% ../nbs/01_tokenize.ipynb #3126152b
+# %% ../nbs/01_tokenize.ipynb #6d04fb7d
 class Tokenizer(Transform):
     "Apply `rules` then `tok` to a text (or a file); `decode` joins tokens with `sep`"
     def __init__(self, tok, rules=None, counter=None, lengths=None, mode=None, sep=' '):
@@ -296,7 +296,7 @@ class Tokenizer(Transform):
         from fastai.torch_core import TitledStr
         return TitledStr(self.sep.join(o))
 
-# %% ../nbs/01_tokenize.ipynb #54d34f63
+# %% ../nbs/01_tokenize.ipynb #1df8b027
 def tokenize1(text, tok=None, rules=None, post_rules=None):
     "Tokenize one `text` with `rules`, `tok` and `post_rules`, like fastai's batched path"
     if tok is None: tok = _default_word_tok()
@@ -306,7 +306,7 @@ def tokenize1(text, tok=None, rules=None, post_rules=None):
 @lru_cache(maxsize=1)
 def _default_word_tok(): return WordTokenizer()
 
-# %% ../nbs/01_tokenize.ipynb #b3346270
+# %% ../nbs/01_tokenize.ipynb #4d2fc3fd
 _worker_state = None  # set in each forked worker by `_init_worker`, never in the parent
 
 def _init_worker(state):
@@ -316,7 +316,8 @@ def _init_worker(state):
 def _encode_chunk(state, start, stop):
     "Apply rules, tokenizer and post rules to `state['items'][start:stop]`: `(vocab, ids, lengths)`"
     pre = compose_rules(state['rules'])
-    texts = [pre(_load_item(o)) for o in state['items'][start:stop]]
+    load = read_text if state.get('files') else _load_item
+    texts = [pre(load(o)) for o in state['items'][start:stop]]
     tok = state['tok']
     if isinstance(tok, WordTokenizer): vocab,ids,lengths = tok.encode_batch(texts)
     else:
@@ -344,11 +345,11 @@ def _chunks(n, n_workers, chunk_sz=None):
     if chunk_sz is None: chunk_sz = max(1, min(2000, -(-n // (8*max(1, n_workers)))))
     return [(i, min(n, i+chunk_sz)) for i in range(0, n, chunk_sz)]
 
-def encode_parallel(items, tok, rules, post_rules, n_workers=None, progress=False, chunk_sz=None):
-    "Yield `(vocab, ids, lengths)` for consecutive chunks of `items` (texts or `Path`s), in order"
+def encode_parallel(items, tok, rules, post_rules, n_workers=None, progress=False, chunk_sz=None, files=False):
+    "Yield `(vocab, ids, lengths)` for consecutive chunks of `items` (texts or `Path`s; file names if `files`), in order"
     n_workers = default_n_workers() if n_workers is None else n_workers
     if 'fork' not in multiprocessing.get_all_start_methods(): n_workers = 0
-    state = dict(items=items, tok=tok, rules=list(rules), post_rules=list(post_rules))
+    state = dict(items=items, tok=tok, rules=list(rules), post_rules=list(post_rules), files=files)
     bounds = _chunks(len(items), n_workers, chunk_sz)
     def _bar(it):
         if not progress: return it
@@ -361,7 +362,7 @@ def encode_parallel(items, tok, rules, post_rules, n_workers=None, progress=Fals
     with ctx.Pool(min(n_workers, len(bounds)), initializer=_init_worker, initargs=(state,)) as pool:
         yield from _bar(pool.imap(_worker_chunk, bounds))
 
-# %% ../nbs/01_tokenize.ipynb #4cefd1f0
+# %% ../nbs/01_tokenize.ipynb #8bb45e23
 def _prepare(items, tok, rules, post_rules):
     if tok is None: tok = _default_word_tok()
     rules = text_proc_rules if rules is None else list(rules)
@@ -380,7 +381,7 @@ def tokenize_texts(texts, n_workers=None, rules=None, tok=None, post_rules=None,
         for n in lengths.tolist(): res.append(toks[a:a+n]); a += n
     return res
 
-# %% ../nbs/01_tokenize.ipynb #12f674e5
+# %% ../nbs/01_tokenize.ipynb #a5dcbeab
 CACHE_ENV = 'ULMFIT_CACHE'
 CACHE_FORMAT = 1
 
@@ -388,7 +389,14 @@ class TokCorpus:
     "A tokenized corpus: `vocab` (first-seen order), `counts`, concatenated int32 `ids` and `offsets`"
     def __init__(self, vocab, counts, ids, offsets, files=None, path=None, key=None, cache_path=None):
         self.vocab,self.counts,self.ids,self.offsets = list(vocab),np.asarray(counts),ids,np.asarray(offsets)
-        self.files,self.path,self.key,self.cache_path = files,path,key,cache_path
+        self.path,self.key,self.cache_path = path,key,cache_path
+        self.file_names,self._files = (None if files is None else [str(f) for f in files]),None
+    @property
+    def files(self):
+        "The files of the documents (relative to the folder), as `Path`s built on first use"
+        if self.file_names is None: return None
+        if self._files is None: self._files = [Path(f) for f in self.file_names]
+        return self._files
     @property
     def lengths(self): return np.diff(self.offsets)
     def __len__(self): return len(self.offsets) - 1
@@ -409,7 +417,7 @@ class TokCorpus:
     def __repr__(self):
         return f'TokCorpus({len(self)} docs, {len(self.ids)} tokens, {len(self.vocab)} distinct)'
 
-# %% ../nbs/01_tokenize.ipynb #341cb9e0
+# %% ../nbs/01_tokenize.ipynb #ec33bd0f
 def _code_fp(code):
     "Fingerprint of a code object: bytecode, names and constants, nested functions included (no memory addresses)"
     h = hashlib.sha256(code.co_code + repr(code.co_names).encode())
@@ -437,9 +445,9 @@ def _rel_names(files, root):
         res.append(s[len(pre):])
     return res
 
-def _inputs_key(items, root):
+def _inputs_key(items, root, files=False):
     h = hashlib.sha256()
-    if items and isinstance(items[0], Path):
+    if files or (items and isinstance(items[0], Path)):
         for o,name in zip(items, _rel_names(items, root)):
             try: st = os.stat(o)
             except FileNotFoundError: raise FileNotFoundError(f'no such file: {o}') from None
@@ -448,19 +456,19 @@ def _inputs_key(items, root):
         for o in items: b = o.encode('utf-8', 'surrogatepass'); h.update(f'{len(b)}:'.encode()); h.update(b)
     return h.hexdigest()
 
-def corpus_key(items, tok, rules, post_rules, root=None):
+def corpus_key(items, tok, rules, post_rules, root=None, files=False):
     "Cache key (hex) of tokenizing `items` with `tok`, `rules` and `post_rules`, and its description"
     from ulmfit_lib import __version__
     desc = dict(format=CACHE_FORMAT, ulmfit_lib=__version__, n_docs=len(items), tok=_tok_key(tok),
                 rules=[_func_key(r) for r in rules], post_rules=[_func_key(r) for r in post_rules],
-                inputs=_inputs_key(items, root))
+                inputs=_inputs_key(items, root, files))
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:32], desc
 
 def default_cache_dir():
     "`$ULMFIT_CACHE`, else `~/.cache/ulmfit_lib`"
     return Path(os.environ.get(CACHE_ENV) or Path.home()/'.cache'/'ulmfit_lib').expanduser()
 
-# %% ../nbs/01_tokenize.ipynb #265988d4
+# %% ../nbs/01_tokenize.ipynb #9f9b8101
 def _load_corpus(d, key):
     "The `TokCorpus` cached in folder `d`, or `None` if it is missing, incomplete or another key"
     try:
@@ -474,15 +482,23 @@ def _load_corpus(d, key):
         ids = np.memmap(d/'ids.i32', dtype='<i4', mode='r', shape=(n_tok,)) if n_tok else np.zeros(0, np.int32)
         files = json.loads((d/'files.json').read_text(encoding='utf-8')) if (d/'files.json').exists() else None
     except (OSError, ValueError, KeyError): return None
-    return TokCorpus(vocab, counts, ids, offsets, files=None if files is None else [Path(f) for f in files],
-                     key=key, cache_path=d)
+    return TokCorpus(vocab, counts, ids, offsets, files=files, key=key, cache_path=d)
 
-def _build_corpus(items, tok, rules, post_rules, n_workers, progress, out_dir):
+def load_corpus(cache_path):
+    "Load the `TokCorpus` cached in folder `cache_path` without checking its inputs (`ValueError` if incomplete)"
+    d = Path(cache_path)
+    try: key = json.loads((d/'meta.json').read_text())['key']
+    except (OSError, ValueError, KeyError) as e: raise ValueError(f'{d} is not a complete corpus cache: {e}') from None
+    res = _load_corpus(d, key)
+    if res is None: raise ValueError(f'{d} is not a complete corpus cache')
+    return res
+
+def _build_corpus(items, tok, rules, post_rules, n_workers, progress, out_dir, files=False):
     "Tokenize `items`, merge the chunks' vocabularies in order, write ids to `out_dir/ids.i32` if given"
     index,total,offsets,parts = {},np.zeros(0, np.int64),[0],[]
     f = open(out_dir/'ids.i32', 'wb') if out_dir is not None else None
     try:
-        for vocab,ids,lengths in encode_parallel(items, tok, rules, post_rules, n_workers, progress):
+        for vocab,ids,lengths in encode_parallel(items, tok, rules, post_rules, n_workers, progress, files=files):
             lut = np.array([index.setdefault(t, len(index)) for t in vocab], np.int32)
             gids = lut[ids] if len(ids) else ids.astype(np.int32)
             c = np.bincount(gids, minlength=len(index))
@@ -504,15 +520,22 @@ def tokenize_corpus(items, n_workers=None, rules=None, tok=None, post_rules=None
     for i,(o,p) in enumerate(zip(items, is_path)):
         if not (p or isinstance(o, str)): raise TypeError(f'document {i} is a {type(o).__name__}, not a str or a Path: {o!r:.60}')
     if any(is_path) and not all(is_path): raise TypeError('items mix texts and Paths: pass one kind')
-    files = _rel_names(items, path) if items and is_path[0] else None
-    if files is not None and cache_dir is False:
+    is_files = bool(items) and is_path[0]
+    return _tokenize_corpus([str(o) for o in items] if is_files else items, is_files, n_workers, rules, tok,
+                            post_rules, cache_dir, path, progress)
+
+def _tokenize_corpus(items, is_files, n_workers, rules, tok, post_rules, cache_dir, path, progress):
+    "`tokenize_corpus` on texts, or on file names (`str`) if `is_files`"
+    files = _rel_names(items, path) if is_files else None
+    if is_files and cache_dir is False:
         for o in items:
-            if not o.is_file(): raise FileNotFoundError(f'no such file: {o}')
-    tok,rules,post_rules = _prepare(items, tok, rules, post_rules)
+            if not os.path.isfile(o): raise FileNotFoundError(f'no such file: {o}')
+    if tok is None: tok = _default_word_tok()
+    tok,rules,post_rules = _prepare([Path(o) for o in items] if is_files and hasattr(tok, 'setup') else items, tok, rules, post_rules)
     if cache_dir is False:
-        vocab,counts,ids,offsets = _build_corpus(items, tok, rules, post_rules, n_workers, progress, None)
-        return TokCorpus(vocab, counts, ids, offsets, files=None if files is None else [Path(f) for f in files], path=path)
-    key,desc = corpus_key(items, tok, rules, post_rules, root=path)
+        vocab,counts,ids,offsets = _build_corpus(items, tok, rules, post_rules, n_workers, progress, None, is_files)
+        return TokCorpus(vocab, counts, ids, offsets, files=files, path=path)
+    key,desc = corpus_key(items, tok, rules, post_rules, root=path, files=is_files)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     final = root/f'tok-{key}'
     res = _load_corpus(final, key)
@@ -520,7 +543,7 @@ def tokenize_corpus(items, n_workers=None, rules=None, tok=None, post_rules=None
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f'.tmp-tok-{key}-', dir=root))
         try:
-            vocab,counts,_,offsets = _build_corpus(items, tok, rules, post_rules, n_workers, progress, tmp)
+            vocab,counts,_,offsets = _build_corpus(items, tok, rules, post_rules, n_workers, progress, tmp, is_files)
             (tmp/'vocab.json').write_text(json.dumps(vocab, ensure_ascii=False), encoding='utf-8')
             np.save(tmp/'counts.npy', counts); np.save(tmp/'offsets.npy', offsets)
             if files is not None: (tmp/'files.json').write_text(json.dumps(files, ensure_ascii=False), encoding='utf-8')
@@ -535,15 +558,27 @@ def tokenize_corpus(items, n_workers=None, rules=None, tok=None, post_rules=None
     res.path = path
     return res
 
-# %% ../nbs/01_tokenize.ipynb #80544d1b
+# %% ../nbs/01_tokenize.ipynb #4c005ef7
+def list_files(path, extensions=None, folders=None):
+    "The names (`str`) that fastai's `get_files(path, extensions, recurse=True, folders=folders)` returns, in its order"
+    exts = set() if extensions is None else {extensions} if isinstance(extensions, str) else set(extensions)
+    exts = {e.lower() for e in exts}
+    folders = [] if folders is None else [folders] if isinstance(folders, str) else list(folders)
+    res = []
+    for i,(p,d,f) in enumerate(os.walk(str(Path(path)), followlinks=True)):
+        if folders and i == 0: d[:] = [o for o in d if o in folders]
+        else: d[:] = [o for o in d if not o.startswith('.')]
+        if folders and i == 0 and '.' not in folders: continue
+        res += [os.path.join(p, o) for o in f if not o.startswith('.') and (not exts or f'.{o.split(".")[-1].lower()}' in exts)]
+    return res
+
 def tokenize_folder(path, extensions=None, folders=None, n_workers=None, rules=None, tok=None,
                     post_rules=None, cache_dir=None, progress=True):
     "Tokenize the text files in `path` (recursively, only `folders` if given) into a cached `TokCorpus`"
     path = Path(path).expanduser()
     if not path.is_dir(): raise FileNotFoundError(f'no such folder: {path}')
-    files = list(get_files(path, extensions=['.txt'] if extensions is None else extensions, recurse=True, folders=folders))
-    return tokenize_corpus(files, n_workers=n_workers, rules=rules, tok=tok, post_rules=post_rules,
-                           cache_dir=cache_dir, path=path, progress=progress)
+    files = list_files(path, extensions=['.txt'] if extensions is None else extensions, folders=folders)
+    return _tokenize_corpus(files, True, n_workers, rules, tok, post_rules, cache_dir, path, progress)
 
 def _join_texts(df, mark_fields=False):
     "Join texts in row `idx` of `df`, marking each field with `FLD` if `mark_fields=True`"
