@@ -216,6 +216,12 @@ def test_word_tokenizer_pickles():
     assert w.special_toks == ['xxfoo'] and next(w(['xxfoo bar'])) == ['xxfoo', 'bar']
 
 
+def test_tokenizer_pickles():
+    "learn.export pickles the DataLoaders, tokenizer transform included."
+    t = pickle.loads(pickle.dumps(Tokenizer(WordTokenizer())))
+    assert t('Hello THERE') == ['xxbos', 'xxmaj', 'hello', 'xxup', 'there']
+
+
 def test_tokenizer_transform_decode_and_path(tmp_path):
     tkn = Tokenizer(WordTokenizer)
     (tmp_path/'a.txt').write_text('Hi THERE')

@@ -11,7 +11,7 @@ __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_
            'TokCorpus', 'corpus_key', 'default_cache_dir', 'load_corpus', 'tokenize_corpus', 'list_files',
            'tokenize_folder', 'tokenize_df']
 
-# %% ../nbs/01_tokenize.ipynb #c6a597c6
+# %% ../nbs/01_tokenize.ipynb #17c52c6b
 import html, hashlib, json, os, re, shutil, tempfile, multiprocessing, unicodedata
 from collections import Counter
 from functools import lru_cache
@@ -20,11 +20,11 @@ import numpy as np
 from fasttransform import Transform
 from .data import read_text
 
-# %% ../nbs/01_tokenize.ipynb #833d7b7e
+# %% ../nbs/01_tokenize.ipynb #798fd323
 UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = "xxunk xxpad xxbos xxeos xxfld xxrep xxwrep xxup xxmaj".split()
 text_spec_tok = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
 
-# %% ../nbs/01_tokenize.ipynb #6ab4f207
+# %% ../nbs/01_tokenize.ipynb #89efa373
 def fix_html(x):
     "Various messy things we've seen in documents"
     x = x.replace('#39;', "'").replace('amp;', '&').replace('#146;', "'").replace('nbsp;', ' ').replace(
@@ -32,7 +32,7 @@ def fix_html(x):
         '\\"', '"').replace('<unk>',UNK).replace(' @.@ ','.').replace(' @-@ ','-').replace('...',' …')
     return html.unescape(x)
 
-# %% ../nbs/01_tokenize.ipynb #690b0397
+# %% ../nbs/01_tokenize.ipynb #c77f08e7
 _re_rep = re.compile(r'(\S)(\1{2,})')
 
 def replace_rep(t):
@@ -51,7 +51,7 @@ def replace_wrep(t):
         return f' {TK_WREP} {len(cc.split())+2} {c} {e}'
     return _re_wrep.sub(_replace_wrep, t)
 
-# %% ../nbs/01_tokenize.ipynb #67e5b804
+# %% ../nbs/01_tokenize.ipynb #78271e53
 _re_spec = re.compile(r'([/#\\])')
 
 def spec_add_spaces(t):
@@ -64,7 +64,7 @@ def rm_useless_spaces(t):
     "Remove multiple spaces"
     return _re_space.sub(' ', t)
 
-# %% ../nbs/01_tokenize.ipynb #d6d2de3f
+# %% ../nbs/01_tokenize.ipynb #d86ebc9f
 _re_all_caps = re.compile(r'(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))')
 
 def replace_all_caps(t):
@@ -87,7 +87,7 @@ def lowercase(t, add_bos=True, add_eos=False):
     "Converts `t` to lowercase"
     return (f'{BOS} ' if add_bos else '') + t.lower().strip() + (f' {EOS}' if add_eos else '')
 
-# %% ../nbs/01_tokenize.ipynb #82d025f9
+# %% ../nbs/01_tokenize.ipynb #ee8b413b
 def replace_space(t):
     "Replace embedded spaces in a token with unicode line char to allow for split/join"
     return t.replace(' ', '▁')
@@ -96,15 +96,14 @@ text_proc_rules = [fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_usel
                    replace_all_caps, replace_maj, lowercase]
 text_postproc_rules = [replace_space]
 
-def compose_rules(rules):
-    "One function applying `rules` (a list of `str -> str` functions) in order."
-    rules = list(rules or [])
-    def _f(t):
-        for r in rules: t = r(t)
+class compose_rules:
+    "One callable applying `rules` (a list of `str -> str` functions) in order (picklable, unlike a closure)"
+    def __init__(self, rules): self.rules = list(rules or [])
+    def __call__(self, t):
+        for r in self.rules: t = r(t)
         return t
-    return _f
 
-# %% ../nbs/01_tokenize.ipynb #0940bc1a
+# %% ../nbs/01_tokenize.ipynb #96e7b0dd
 def _check_text(t, i=None):
     if not isinstance(t, str):
         raise TypeError(f"document {'' if i is None else f'{i} '}is a {type(t).__name__}, not a str: {t!r:.60}")
@@ -170,7 +169,7 @@ class WordTokenizer:
 
 SpacyTokenizer = WordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #6232344a
+# %% ../nbs/01_tokenize.ipynb #d3b202f2
 eu_langs = ["bg", "cs", "da", "de", "el", "en", "es", "et", "fi", "fr", "ga", "hr", "hu",
             "it","lt","lv","mt","nl","pl","pt","ro","sk","sl","sv"] # all European langs
 
@@ -246,7 +245,7 @@ class SubwordTokenizer:
 
 SentencePieceTokenizer = SubwordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #4527a680
+# %% ../nbs/01_tokenize.ipynb #8b60c96c
 def _attaches(c, prev):
     "Does code point `c` belong to the same visible character as the one before (`prev`)?"
     o = ord(c)
@@ -279,7 +278,7 @@ class CharTokenizer:
     def cache_key(self): return ['CharTokenizer', self.special_toks]
     def __repr__(self): return 'CharTokenizer()'
 
-# %% ../nbs/01_tokenize.ipynb #6d04fb7d
+# %% ../nbs/01_tokenize.ipynb #0abcb576
 class Tokenizer(Transform):
     "Apply `rules` then `tok` to a text (or a file); `decode` joins tokens with `sep`"
     def __init__(self, tok, rules=None, counter=None, lengths=None, mode=None, sep=' '):
@@ -296,7 +295,7 @@ class Tokenizer(Transform):
         from fastai.torch_core import TitledStr
         return TitledStr(self.sep.join(o))
 
-# %% ../nbs/01_tokenize.ipynb #1df8b027
+# %% ../nbs/01_tokenize.ipynb #a79e0a87
 def tokenize1(text, tok=None, rules=None, post_rules=None):
     "Tokenize one `text` with `rules`, `tok` and `post_rules`, like fastai's batched path"
     if tok is None: tok = _default_word_tok()
@@ -306,7 +305,7 @@ def tokenize1(text, tok=None, rules=None, post_rules=None):
 @lru_cache(maxsize=1)
 def _default_word_tok(): return WordTokenizer()
 
-# %% ../nbs/01_tokenize.ipynb #4d2fc3fd
+# %% ../nbs/01_tokenize.ipynb #b1d32911
 _worker_state = None  # set in each forked worker by `_init_worker`, never in the parent
 
 def _init_worker(state):
@@ -362,7 +361,7 @@ def encode_parallel(items, tok, rules, post_rules, n_workers=None, progress=Fals
     with ctx.Pool(min(n_workers, len(bounds)), initializer=_init_worker, initargs=(state,)) as pool:
         yield from _bar(pool.imap(_worker_chunk, bounds))
 
-# %% ../nbs/01_tokenize.ipynb #8bb45e23
+# %% ../nbs/01_tokenize.ipynb #3abeb792
 def _prepare(items, tok, rules, post_rules):
     if tok is None: tok = _default_word_tok()
     rules = text_proc_rules if rules is None else list(rules)
@@ -381,7 +380,7 @@ def tokenize_texts(texts, n_workers=None, rules=None, tok=None, post_rules=None,
         for n in lengths.tolist(): res.append(toks[a:a+n]); a += n
     return res
 
-# %% ../nbs/01_tokenize.ipynb #a5dcbeab
+# %% ../nbs/01_tokenize.ipynb #e1861d1e
 CACHE_ENV = 'ULMFIT_CACHE'
 CACHE_FORMAT = 1
 
@@ -417,7 +416,7 @@ class TokCorpus:
     def __repr__(self):
         return f'TokCorpus({len(self)} docs, {len(self.ids)} tokens, {len(self.vocab)} distinct)'
 
-# %% ../nbs/01_tokenize.ipynb #ec33bd0f
+# %% ../nbs/01_tokenize.ipynb #f58013a5
 def _code_fp(code):
     "Fingerprint of a code object: bytecode, names and constants, nested functions included (no memory addresses)"
     h = hashlib.sha256(code.co_code + repr(code.co_names).encode())
@@ -468,7 +467,7 @@ def default_cache_dir():
     "`$ULMFIT_CACHE`, else `~/.cache/ulmfit_lib`"
     return Path(os.environ.get(CACHE_ENV) or Path.home()/'.cache'/'ulmfit_lib').expanduser()
 
-# %% ../nbs/01_tokenize.ipynb #9f9b8101
+# %% ../nbs/01_tokenize.ipynb #690a8c13
 def _load_corpus(d, key):
     "The `TokCorpus` cached in folder `d`, or `None` if it is missing, incomplete or another key"
     try:
@@ -558,7 +557,7 @@ def _tokenize_corpus(items, is_files, n_workers, rules, tok, post_rules, cache_d
     res.path = path
     return res
 
-# %% ../nbs/01_tokenize.ipynb #4c005ef7
+# %% ../nbs/01_tokenize.ipynb #a8e236d6
 def list_files(path, extensions=None, folders=None):
     "The names (`str`) that fastai's `get_files(path, extensions, recurse=True, folders=folders)` returns, in its order"
     exts = set() if extensions is None else {extensions} if isinstance(extensions, str) else set(extensions)
