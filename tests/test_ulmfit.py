@@ -49,7 +49,9 @@ def test_cache_roundtrip_and_corruption(tiny_cache, tmp_path):
     d = load_corpus_cache(tiny_cache)
     assert d.counts()['train']['docs'] == 30 and d.counts()['valid']['docs'] == 20
     assert set(np.unique(d.parts['train'][2]).tolist()) == {0, 1}
-    assert (d.parts['unsup'][2] == -1).all()
+    assert (d.parts['unsup'][2] == -1).all() and (d.parts['lm'][2] == -1).all()
+    assert np.array_equal(d.parts['lm'][0], d.parts['train'][0])               # the same texts ...
+    assert sum('ids' in np.load(tiny_cache/f'{k}.npz').files for k in ('lm', 'train')) == 1   # ... stored once
     with pytest.raises(FileNotFoundError, match='not a corpus cache'): load_corpus_cache(tmp_path)
     # a truncated part file
     import shutil

@@ -6,7 +6,7 @@
 __all__ = ['PROFILES', 'Profile', 'get_profile', 'IMDbData', 'prepare_imdb', 'save_corpus_cache', 'load_corpus_cache',
            'TimeLimit', 'fit_budget', 'train_classifier', 'run_ulmfit', 'main']
 
-# %% ../nbs/07_ulmfit.ipynb #541bd93e
+# %% ../nbs/07_ulmfit.ipynb #f15c0b0f
 import argparse, json, os, platform, shutil, sys, tempfile, time, warnings, zipfile
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -21,7 +21,7 @@ from .awd_lstm import AWD_LSTM, awd_lstm_lm_config, awd_lstm_clas_config
 from .learner import (language_model_learner, text_classifier_learner, lm_dls_from_ids, clas_dls_from_ids,
                                 corpus_labels, save_lm_pretrained, _atomic_write, _split_docs)
 
-# %% ../nbs/07_ulmfit.ipynb #a7bf5d16
+# %% ../nbs/07_ulmfit.ipynb #7452a084
 @dataclass
 class Profile:
     "Sizes and schedule of one ULMFiT run (see `PROFILES`)."
@@ -75,7 +75,7 @@ def get_profile(name, device=None, **overrides):
     if bad: raise ValueError(f'unknown profile fields {bad}')
     return Profile(**{**asdict(PROFILES[name]), **overrides})
 
-# %% ../nbs/07_ulmfit.ipynb #15ede2f6
+# %% ../nbs/07_ulmfit.ipynb #4b9c53e8
 @dataclass
 class IMDbData:
     "Numericalized IMDb parts: `parts[name] = (ids, offsets, labels)`; labels -1 where unlabelled."
@@ -124,10 +124,15 @@ def save_corpus_cache(data, folder):
     tmp = Path(tempfile.mkdtemp(prefix=f'.{folder.name}.', dir=folder.parent))
     try:
         dt = np.uint16 if len(data.vocab) <= 65536 else np.int32
+        aliases, written = {}, {}
         for k, (ids, offs, y) in data.parts.items():
+            same = next((k2 for k2, (i2, o2) in written.items() if np.array_equal(o2, offs) and np.array_equal(i2, ids)), None)
+            if same is not None:   # the LM texts are the classifier's: store the tokens once, the labels apart
+                aliases[k] = same; np.savez_compressed(tmp/f'{k}.npz', labels=y); continue
             np.savez_compressed(tmp/f'{k}.npz', ids=ids.astype(dt), offsets=offs, labels=y)
+            written[k] = (ids, offs)
         (tmp/'vocab.json').write_text(json.dumps(data.vocab, ensure_ascii=False), encoding='utf-8')
-        (tmp/'meta.json').write_text(json.dumps(dict(format=1, profile=data.profile, parts=list(data.parts),
+        (tmp/'meta.json').write_text(json.dumps(dict(format=1, profile=data.profile, parts=list(data.parts), aliases=aliases,
                                                      counts=data.counts(), n_vocab=len(data.vocab)), indent=1))
         if folder.exists(): shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -142,9 +147,11 @@ def load_corpus_cache(folder):
         meta = json.loads((folder/'meta.json').read_text())
         vocab = json.loads((folder/'vocab.json').read_text(encoding='utf-8'))
         parts = {}
+        aliases = meta.get('aliases', {})
         for k in meta['parts']:
             with np.load(folder/f'{k}.npz', allow_pickle=False) as z:
-                parts[k] = (z['ids'].astype(np.int32), z['offsets'].astype(np.int64), z['labels'])
+                parts[k] = (z['ids'].astype(np.int32), z['offsets'].astype(np.int64), z['labels']) if k not in aliases else z['labels']
+        for k, k2 in aliases.items(): parts[k] = (*parts[k2][:2], parts[k])   # the same texts, their own labels
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f'{folder} is not a readable corpus cache: {e!r}') from None
     for k, (ids, offs, y) in parts.items():
@@ -155,7 +162,7 @@ def load_corpus_cache(folder):
             raise ValueError(f'{folder}/{k}.npz does not match meta.json: {meta["counts"][k]}')
     return IMDbData(vocab, parts, meta.get('profile', ''))
 
-# %% ../nbs/07_ulmfit.ipynb #ba1e1294
+# %% ../nbs/07_ulmfit.ipynb #407be7a2
 class TimeLimit(Callback):
     "Cancel the fit after the batch during which `deadline` (a `time.monotonic()` value) passed."
     order = 100
@@ -194,7 +201,7 @@ def fit_budget(n_batches_epoch, epochs, sec_per_batch, budget):
     if affordable >= n_batches_epoch: return 1.0, max(1, int(affordable // n_batches_epoch))
     return max(affordable / n_batches_epoch, 0.02), 1
 
-# %% ../nbs/07_ulmfit.ipynb #3b396efd
+# %% ../nbs/07_ulmfit.ipynb #9e41ab0e
 def _device_name(device):
     if str(device).startswith('cuda') and torch.cuda.is_available(): return f'cuda: {torch.cuda.get_device_name(0)}'
     return f'cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'
@@ -306,7 +313,7 @@ def _lm_stage(data, part_names, p, path, epochs, lr, frozen_epochs=0, pretrained
     info.update(epochs=frozen_epochs + epochs, tokens_per_s=n_seen / max(time.monotonic() - t1, 1e-9))
     return learn, time.monotonic() - t0, info
 
-# %% ../nbs/07_ulmfit.ipynb #76500608
+# %% ../nbs/07_ulmfit.ipynb #7553940b
 def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None, time_budget=None, control=True,
                device=None, n_workers=None, log=print, data=None, **overrides):
     "Run the three ULMFiT stages (and the no-pretraining control); write `out/report.json`, PNGs, models. Returns the report."
@@ -375,7 +382,7 @@ def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None,
 
 def _r(d): return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
-# %% ../nbs/07_ulmfit.ipynb #f6a64714
+# %% ../nbs/07_ulmfit.ipynb #4cbd7535
 def main(argv=None):
     "Console script `ulmfit-imdb`: the three ULMFiT stages on IMDb, `report.json` in `--out`."
     ap = argparse.ArgumentParser(prog='ulmfit-imdb', description='ULMFiT on IMDb: general LM, LM fine-tuning, classifier.')
