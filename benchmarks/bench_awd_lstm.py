@@ -28,7 +28,8 @@ warnings.filterwarnings('ignore', category=UserWarning)
 def parse():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--quick', action='store_true')
-    p.add_argument('--runs', type=int, default=5)
+    p.add_argument('--runs', type=int, default=6)
+    p.add_argument('--only', default='lm,clas,gen', help='comma-separated subset of lm, clas, gen')
     a = p.parse_args()
     a.vocab, a.bs, a.sl, a.clas_len, a.n_words, a.prompt = 60_008, 16, 72, 500, 50, 20
     a.cfg, a.clas_cfg = None, {}
@@ -43,12 +44,12 @@ def timed(f):
 
 
 def side_by_side(fs, runs, warmup=1):
-    "Alternate the callables of `fs` run by run; {name: list of seconds}."
+    "Run the callables of `fs` in turn, reversing the order every other run (ABBA); {name: list of seconds}."
     for f in fs.values():
         for _ in range(warmup): f()
-    res = {k: [] for k in fs}
-    for _ in range(runs):
-        for k, f in fs.items(): res[k].append(timed(f))
+    res, items = {k: [] for k in fs}, list(fs.items())
+    for r in range(runs):
+        for k, f in (items if r % 2 == 0 else items[::-1]): res[k].append(timed(f))
     return res
 
 
@@ -146,22 +147,26 @@ def main():
           f'{platform.processor() or platform.machine()}; {os.cpu_count()} cores, torch threads {torch.get_num_threads()}')
     print(f'- torch {torch.__version__}, fastai {fastai.__version__}, python {platform.python_version()}')
     print(f'- load average at start {os.getloadavg()}; {a.runs} runs per cell, alternating ours/fastai\n')
-    lm_tr, lm_inf = bench_lm(a)
-    cl_tr, cl_inf, shape, d = bench_clas(a)
-    gen, plen, same = bench_generate(a)
+    only = a.only.split(',')
     ntok = a.bs * a.sl
     print('| what | ours ms (min) | fastai ms (min) | speed-up (ratio of medians) | ours tok/s | fastai tok/s |')
     print('|---|---|---|---|---|---|')
-    print(row(f'LM train step, vocab {a.vocab:,}, bs {a.bs} x {a.sl}', ntok, lm_tr))
-    print(row(f'LM inference, bs {a.bs} x {a.sl}', ntok, lm_inf))
-    print(row(f'classifier train step, padded {shape[0]} x {shape[1]}', shape[0]*shape[1], cl_tr))
-    print(row(f'classifier inference, padded {shape[0]} x {shape[1]}', shape[0]*shape[1], cl_inf))
-    print(row(f'generate {a.n_words} words after a {plen}-token prompt (end to end)', a.n_words, gen))
-    print(row(f'generate {a.n_words} words, `generate` alone', a.n_words,
-              {'ours': gen['ours (generate only)'], 'fastai': gen['fastai']}))
-    print(f'\n- classifier: max abs diff of ours vs fastai logits on this batch: {d:.1e} (rows where fastai\'s BPT3C '
+    if 'lm' in only:
+        lm_tr, lm_inf = bench_lm(a)
+        print(row(f'LM train step, vocab {a.vocab:,}, bs {a.bs} x {a.sl}', ntok, lm_tr))
+        print(row(f'LM inference, bs {a.bs} x {a.sl}', ntok, lm_inf), flush=True)
+    if 'clas' in only:
+        cl_tr, cl_inf, shape, d = bench_clas(a)
+        print(row(f'classifier train step, padded {shape[0]} x {shape[1]}', shape[0]*shape[1], cl_tr))
+        print(row(f'classifier inference, padded {shape[0]} x {shape[1]}', shape[0]*shape[1], cl_inf), flush=True)
+    if 'gen' in only:
+        gen, plen, same = bench_generate(a)
+        print(row(f'generate {a.n_words} words after a {plen}-token prompt (end to end)', a.n_words, gen))
+        print(row(f'generate {a.n_words} words, `generate` alone', a.n_words,
+                  {'ours': gen['ours (generate only)'], 'fastai': gen['fastai']}))
+    if 'clas' in only: print(f'\n- classifier: max abs diff of ours vs fastai logits on this batch: {d:.1e} (rows where fastai\'s BPT3C '
           'bookkeeping drops a review\'s last tokens or pools a padding position differ; see nbs/05_awd_lstm.ipynb)')
-    print(f'- generation: same text as fastai with the same seed: {same}')
+    if 'gen' in only: print(f'- generation: same text as fastai with the same seed: {same}')
     print(f'- load average at end {os.getloadavg()}; total {time.time()-t0:.0f} s')
 
 

@@ -8,14 +8,14 @@ __all__ = ['awd_lstm_lm_config', 'awd_lstm_clas_config', 'dropout_mask', 'RNNDro
            'awd_lstm_clas_split', 'SentenceEncoder', 'masked_concat_pool', 'PoolingLinearClassifier',
            'get_text_classifier', 'generate']
 
-# %% ../nbs/05_awd_lstm.ipynb #fa550286
+# %% ../nbs/05_awd_lstm.ipynb #29471a40
 import math, warnings
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from fastai.layers import LinBnDrop, SigmoidRange
 
-# %% ../nbs/05_awd_lstm.ipynb #a1874950
+# %% ../nbs/05_awd_lstm.ipynb #0bb19508
 def _check_p(p, name):
     "Raise `ValueError` unless `p` is a probability in [0, 1)."
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1 or math.isnan(p):
@@ -30,7 +30,7 @@ def dropout_mask(x:Tensor, # Source tensor, the mask has its dtype and device
     p = _check_p(p, 'p')
     return x.new_empty(*sz).bernoulli_(1-p).div_(1-p)
 
-# %% ../nbs/05_awd_lstm.ipynb #321675d2
+# %% ../nbs/05_awd_lstm.ipynb #81c78df9
 class RNNDropout(nn.Module):
     "Dropout with probability `p`, the same mask for every step of the sequence (dim 1)."
     def __init__(self, p:float=0.5):
@@ -41,7 +41,7 @@ class RNNDropout(nn.Module):
         if not self.training or self.p == 0.: return x
         return x * dropout_mask(x.data, (x.size(0), 1, *x.shape[2:]), self.p)
 
-# %% ../nbs/05_awd_lstm.ipynb #8fd05757
+# %% ../nbs/05_awd_lstm.ipynb #3b448f6a
 def _cat_is_cudnn_layout(lstm, ws, cache):
     "Whether concatenating `ws` in order gives the buffer cuDNN expects for `lstm` (probed once per dtype/device)."
     key = (ws[0].dtype, ws[0].device)
@@ -110,7 +110,7 @@ class WeightDropout(nn.Module):
     def reset(self):
         if hasattr(self.module, 'reset'): self.module.reset()
 
-# %% ../nbs/05_awd_lstm.ipynb #fa53f7ee
+# %% ../nbs/05_awd_lstm.ipynb #663f5232
 class EmbeddingDropout(nn.Module):
     "Apply dropout with probability `embed_p` to whole rows (words) of the embedding layer `emb`."
     def __init__(self, emb:nn.Embedding, embed_p:float):
@@ -127,7 +127,7 @@ class EmbeddingDropout(nn.Module):
         if scale: out = out * scale
         return out
 
-# %% ../nbs/05_awd_lstm.ipynb #77faaa0e
+# %% ../nbs/05_awd_lstm.ipynb #3676dbe8
 def _check_int(v, name, lo=1):
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
         raise ValueError(f'{name} must be an int >= {lo}, got {v!r}')
@@ -209,7 +209,7 @@ class AWD_LSTM(nn.Module):
         for r in self.rnns: r.reset()
         self.hidden = [self._one_hidden(l) for l in range(self.n_layers)]
 
-# %% ../nbs/05_awd_lstm.ipynb #b5db6327
+# %% ../nbs/05_awd_lstm.ipynb #e1105f1d
 class LinearDecoder(nn.Module):
     "Linear decoder on top of an RNN encoder (language model head), optionally tied to `tie_encoder`."
     initrange = 0.1
@@ -236,7 +236,7 @@ class SequentialRNN(nn.Sequential):
         for c in self.children():
             if hasattr(c, 'reset'): c.reset()
 
-# %% ../nbs/05_awd_lstm.ipynb #19b0fbea
+# %% ../nbs/05_awd_lstm.ipynb #9502fc1b
 def ar_tar_loss(out:Tensor,      # Last-layer output after the output dropout, (bs, seq_len, n)
                 raw_out:Tensor,  # Last-layer output before the output dropout
                 alpha:float=2.,  # AR weight (fastai's `language_model_learner` default)
@@ -250,7 +250,7 @@ def ar_tar_loss(out:Tensor,      # Last-layer output after the output dropout, (
         loss = loss + beta * (h[:, 1:] - h[:, :-1]).pow(2).mean()
     return loss
 
-# %% ../nbs/05_awd_lstm.ipynb #95fc60b6
+# %% ../nbs/05_awd_lstm.ipynb #ad169bb2
 awd_lstm_lm_config = dict(emb_sz=400, n_hid=1152, n_layers=3, pad_token=1, bidir=False, output_p=0.1,
                           hidden_p=0.15, input_p=0.25, embed_p=0.02, weight_p=0.2, tie_weights=True, out_bias=True)
 awd_lstm_clas_config = dict(emb_sz=400, n_hid=1152, n_layers=3, pad_token=1, bidir=False, output_p=0.4,
@@ -280,7 +280,7 @@ def get_language_model(arch,            # `AWD_LSTM`
     model = SequentialRNN(encoder, decoder)
     return model if init is None else model.apply(init)
 
-# %% ../nbs/05_awd_lstm.ipynb #4085f21b
+# %% ../nbs/05_awd_lstm.ipynb #94f7848a
 def _params(*modules):
     "Parameters of `modules`, each once, in order (the tied embedding/decoder weight appears once)."
     return list(nn.Sequential(*modules).parameters())
@@ -298,7 +298,7 @@ def awd_lstm_clas_split(model):
     groups += [_params(rnn, dp) for rnn, dp in zip(enc.rnns, enc.hidden_dps)]
     return groups + [_params(model[1])]
 
-# %% ../nbs/05_awd_lstm.ipynb #3ac21135
+# %% ../nbs/05_awd_lstm.ipynb #7e720dc9
 def _pad_tensor(t, bs):
     return torch.cat([t, t.new_zeros(bs-t.size(0), *t.shape[1:])]) if t.size(0) < bs else t
 
@@ -392,7 +392,7 @@ def get_text_classifier(arch,                # `AWD_LSTM`
     model = SequentialRNN(encoder, PoolingLinearClassifier(layers, ps, bptt=seq_len, y_range=y_range))
     return model if init is None else model.apply(init)
 
-# %% ../nbs/05_awd_lstm.ipynb #4ba228bf
+# %% ../nbs/05_awd_lstm.ipynb #61013adc
 def _last_logits(model, ids):
     "Decoder output for the last position of `ids` (bs, sl), carrying `model[0]`'s hidden state."
     out = model[0](ids)
