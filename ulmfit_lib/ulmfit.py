@@ -6,7 +6,7 @@
 __all__ = ['PROFILES', 'Profile', 'get_profile', 'IMDbData', 'prepare_imdb', 'save_corpus_cache', 'load_corpus_cache',
            'TimeLimit', 'fit_budget', 'train_classifier', 'run_ulmfit', 'main']
 
-# %% ../nbs/07_ulmfit.ipynb #f15c0b0f
+# %% ../nbs/07_ulmfit.ipynb #f9c532ab
 import argparse, json, os, platform, shutil, sys, tempfile, time, warnings, zipfile
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.metrics import accuracy, Perplexity
-from .data import get_imdb, imdb_sample, IMDB_ENV
-from .tokenize import tokenize_corpus
+from .data import get_imdb, imdb_sample, IMDB_ENV, IMDB_COUNTS
+from .tokenize import TokCorpus, tokenize_corpus, tokenize_folder
 from .numericalize import corpus_vocab, numericalize_corpus, _vocab_from_counts
 from .awd_lstm import AWD_LSTM, awd_lstm_lm_config, awd_lstm_clas_config
 from .learner import (language_model_learner, text_classifier_learner, lm_dls_from_ids, clas_dls_from_ids,
                                 corpus_labels, save_lm_pretrained, _atomic_write, _split_docs)
 
-# %% ../nbs/07_ulmfit.ipynb #7452a084
+# %% ../nbs/07_ulmfit.ipynb #d0688ef3
 @dataclass
 class Profile:
     "Sizes and schedule of one ULMFiT run (see `PROFILES`)."
@@ -75,7 +75,7 @@ def get_profile(name, device=None, **overrides):
     if bad: raise ValueError(f'unknown profile fields {bad}')
     return Profile(**{**asdict(PROFILES[name]), **overrides})
 
-# %% ../nbs/07_ulmfit.ipynb #4b9c53e8
+# %% ../nbs/07_ulmfit.ipynb #50b40610
 @dataclass
 class IMDbData:
     "Numericalized IMDb parts: `parts[name] = (ids, offsets, labels)`; labels -1 where unlabelled."
@@ -90,11 +90,19 @@ def _tokenized_parts(profile, path, n_workers=None, cache_dir=None):
     s = imdb_sample(path, n_train=max(profile.n_train, profile.n_lm), n_valid=profile.n_valid, n_unsup=profile.n_unsup,
                     seed=profile.seed)
     files = dict(unsup=s.unsup, lm=s.train[:profile.n_lm], train=s.train[:profile.n_train], valid=s.valid)
-    corpora = {}
-    for k, fs in files.items():
-        if not fs: continue
-        corpora[k] = tokenize_corpus(fs, path=path, n_workers=n_workers, cache_dir=cache_dir, progress=False)
-    return corpora
+    whole = sum(len(set(map(str, fs))) for k, fs in files.items() if k != 'lm') == sum(IMDB_COUNTS.values())
+    if whole:   # all of IMDb: one cached folder corpus, the parts are selections of its documents
+        folder = tokenize_folder(path, n_workers=n_workers, cache_dir=cache_dir, progress=False)
+        return {k: _select(folder, [f.relative_to(path) for f in fs]) for k, fs in files.items() if fs}
+    return {k: tokenize_corpus(fs, path=path, n_workers=n_workers, cache_dir=cache_dir, progress=False)
+            for k, fs in files.items() if fs}
+
+def _select(corpus, files):
+    "The documents `files` (relative paths) of the folder corpus `corpus`, in that order, as a `TokCorpus`."
+    index = {str(f): i for i, f in enumerate(corpus.files)}
+    idx = np.array([index[str(f)] for f in files], dtype=np.int64)
+    ids, offs = _split_docs(np.asarray(corpus.ids), np.asarray(corpus.offsets), idx)
+    return TokCorpus(corpus.vocab, np.bincount(ids, minlength=len(corpus.vocab)), ids, offs, files=list(files))
 
 def prepare_imdb(profile, archive=None, n_workers=None, cache_dir=None):
     "Tokenize the profile's IMDb sample and numericalize it with one vocab built from the LM texts."
@@ -162,7 +170,7 @@ def load_corpus_cache(folder):
             raise ValueError(f'{folder}/{k}.npz does not match meta.json: {meta["counts"][k]}')
     return IMDbData(vocab, parts, meta.get('profile', ''))
 
-# %% ../nbs/07_ulmfit.ipynb #407be7a2
+# %% ../nbs/07_ulmfit.ipynb #fe6390b8
 class TimeLimit(Callback):
     "Cancel the fit after the batch during which `deadline` (a `time.monotonic()` value) passed."
     order = 100
@@ -201,7 +209,7 @@ def fit_budget(n_batches_epoch, epochs, sec_per_batch, budget):
     if affordable >= n_batches_epoch: return 1.0, max(1, int(affordable // n_batches_epoch))
     return max(affordable / n_batches_epoch, 0.02), 1
 
-# %% ../nbs/07_ulmfit.ipynb #9e41ab0e
+# %% ../nbs/07_ulmfit.ipynb #dd735836
 def _device_name(device):
     if str(device).startswith('cuda') and torch.cuda.is_available(): return f'cuda: {torch.cuda.get_device_name(0)}'
     return f'cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'
@@ -313,7 +321,7 @@ def _lm_stage(data, part_names, p, path, epochs, lr, frozen_epochs=0, pretrained
     info.update(epochs=frozen_epochs + epochs, tokens_per_s=n_seen / max(time.monotonic() - t1, 1e-9))
     return learn, time.monotonic() - t0, info
 
-# %% ../nbs/07_ulmfit.ipynb #7553940b
+# %% ../nbs/07_ulmfit.ipynb #756ed300
 def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None, time_budget=None, control=True,
                device=None, n_workers=None, log=print, data=None, **overrides):
     "Run the three ULMFiT stages (and the no-pretraining control); write `out/report.json`, PNGs, models. Returns the report."
@@ -382,7 +390,7 @@ def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None,
 
 def _r(d): return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
-# %% ../nbs/07_ulmfit.ipynb #4cbd7535
+# %% ../nbs/07_ulmfit.ipynb #7025212f
 def main(argv=None):
     "Console script `ulmfit-imdb`: the three ULMFiT stages on IMDb, `report.json` in `--out`."
     ap = argparse.ArgumentParser(prog='ulmfit-imdb', description='ULMFiT on IMDb: general LM, LM fine-tuning, classifier.')
@@ -420,3 +428,6 @@ def main(argv=None):
         return 2
     print(json.dumps({k: rep[k] for k in ('profile', 'device', 'lm', 'classifier', 'total_seconds')}, indent=1))
     return 0
+
+# %% ../nbs/07_ulmfit.ipynb #c857ac60
+if __name__ == '__main__': sys.exit(main())
