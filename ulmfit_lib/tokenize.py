@@ -11,7 +11,7 @@ __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_
            'TokCorpus', 'corpus_key', 'default_cache_dir', 'load_corpus', 'tokenize_corpus', 'list_files',
            'tokenize_folder', 'tokenize_df']
 
-# %% ../nbs/01_tokenize.ipynb #cb1389b4
+# %% ../nbs/01_tokenize.ipynb #c969962a
 import html, hashlib, json, os, re, shutil, tempfile, multiprocessing, unicodedata
 from collections import Counter
 from functools import lru_cache
@@ -20,11 +20,11 @@ import numpy as np
 from fasttransform import Transform
 from .data import read_text
 
-# %% ../nbs/01_tokenize.ipynb #3a41b25d
+# %% ../nbs/01_tokenize.ipynb #09d82b8d
 UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = "xxunk xxpad xxbos xxeos xxfld xxrep xxwrep xxup xxmaj".split()
 text_spec_tok = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
 
-# %% ../nbs/01_tokenize.ipynb #eafe78f8
+# %% ../nbs/01_tokenize.ipynb #1fd0f3a9
 def fix_html(x):
     "Various messy things we've seen in documents"
     x = x.replace('#39;', "'").replace('amp;', '&').replace('#146;', "'").replace('nbsp;', ' ').replace(
@@ -32,7 +32,7 @@ def fix_html(x):
         '\\"', '"').replace('<unk>',UNK).replace(' @.@ ','.').replace(' @-@ ','-').replace('...',' …')
     return html.unescape(x)
 
-# %% ../nbs/01_tokenize.ipynb #99114490
+# %% ../nbs/01_tokenize.ipynb #493aa791
 _re_rep = re.compile(r'(\S)(\1{2,})')
 
 def replace_rep(t):
@@ -51,7 +51,7 @@ def replace_wrep(t):
         return f' {TK_WREP} {len(cc.split())+2} {c} {e}'
     return _re_wrep.sub(_replace_wrep, t)
 
-# %% ../nbs/01_tokenize.ipynb #d270adcb
+# %% ../nbs/01_tokenize.ipynb #4fdef31c
 _re_spec = re.compile(r'([/#\\])')
 
 def spec_add_spaces(t):
@@ -64,7 +64,7 @@ def rm_useless_spaces(t):
     "Remove multiple spaces"
     return _re_space.sub(' ', t)
 
-# %% ../nbs/01_tokenize.ipynb #4e96f162
+# %% ../nbs/01_tokenize.ipynb #d57fceb7
 _re_all_caps = re.compile(r'(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))')
 
 def replace_all_caps(t):
@@ -87,7 +87,7 @@ def lowercase(t, add_bos=True, add_eos=False):
     "Converts `t` to lowercase"
     return (f'{BOS} ' if add_bos else '') + t.lower().strip() + (f' {EOS}' if add_eos else '')
 
-# %% ../nbs/01_tokenize.ipynb #f97c8d44
+# %% ../nbs/01_tokenize.ipynb #28e78aa8
 def replace_space(t):
     "Replace embedded spaces in a token with unicode line char to allow for split/join"
     return t.replace(' ', '▁')
@@ -103,7 +103,7 @@ class compose_rules:
         for r in self.rules: t = r(t)
         return t
 
-# %% ../nbs/01_tokenize.ipynb #28957af4
+# %% ../nbs/01_tokenize.ipynb #776d3958
 def _check_text(t, i=None):
     if not isinstance(t, str):
         raise TypeError(f"document {'' if i is None else f'{i} '}is a {type(t).__name__}, not a str: {t!r:.60}")
@@ -169,7 +169,7 @@ class WordTokenizer:
 
 SpacyTokenizer = WordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #5c1fb821
+# %% ../nbs/01_tokenize.ipynb #92664be5
 eu_langs = ["bg", "cs", "da", "de", "el", "en", "es", "et", "fi", "fr", "ga", "hr", "hu",
             "it","lt","lv","mt","nl","pl","pt","ro","sk","sl","sv"] # all European langs
 
@@ -245,7 +245,7 @@ class SubwordTokenizer:
 
 SentencePieceTokenizer = SubwordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #e75950e4
+# %% ../nbs/01_tokenize.ipynb #f622f6a2
 def _attaches(c, prev):
     "Does code point `c` belong to the same visible character as the one before (`prev`)?"
     o = ord(c)
@@ -278,7 +278,7 @@ class CharTokenizer:
     def cache_key(self): return ['CharTokenizer', self.special_toks]
     def __repr__(self): return 'CharTokenizer()'
 
-# %% ../nbs/01_tokenize.ipynb #4b78425b
+# %% ../nbs/01_tokenize.ipynb #52047103
 class Tokenizer(Transform):
     "Apply `rules` then `tok` to a text (or a file); `decode` joins tokens with `sep`"
     def __init__(self, tok, rules=None, counter=None, lengths=None, mode=None, sep=' '):
@@ -295,7 +295,7 @@ class Tokenizer(Transform):
         from fastai.torch_core import TitledStr
         return TitledStr(self.sep.join(o))
 
-# %% ../nbs/01_tokenize.ipynb #59bda875
+# %% ../nbs/01_tokenize.ipynb #e21eee16
 def tokenize1(text, tok=None, rules=None, post_rules=None):
     "Tokenize one `text` with `rules`, `tok` and `post_rules`, like fastai's batched path"
     if tok is None: tok = _default_word_tok()
@@ -305,7 +305,7 @@ def tokenize1(text, tok=None, rules=None, post_rules=None):
 @lru_cache(maxsize=1)
 def _default_word_tok(): return WordTokenizer()
 
-# %% ../nbs/01_tokenize.ipynb #5b02bee2
+# %% ../nbs/01_tokenize.ipynb #5236e066
 _worker_state = None  # set in each forked worker by `_init_worker`, never in the parent
 
 def _init_worker(state):
@@ -361,7 +361,7 @@ def encode_parallel(items, tok, rules, post_rules, n_workers=None, progress=Fals
     with ctx.Pool(min(n_workers, len(bounds)), initializer=_init_worker, initargs=(state,)) as pool:
         yield from _bar(pool.imap(_worker_chunk, bounds))
 
-# %% ../nbs/01_tokenize.ipynb #b4d07679
+# %% ../nbs/01_tokenize.ipynb #e542704a
 def _prepare(items, tok, rules, post_rules):
     if tok is None: tok = _default_word_tok()
     rules = text_proc_rules if rules is None else list(rules)
@@ -380,7 +380,7 @@ def tokenize_texts(texts, n_workers=None, rules=None, tok=None, post_rules=None,
         for n in lengths.tolist(): res.append(toks[a:a+n]); a += n
     return res
 
-# %% ../nbs/01_tokenize.ipynb #c02ae6e6
+# %% ../nbs/01_tokenize.ipynb #c1afaf92
 CACHE_ENV = 'ULMFIT_CACHE'
 CACHE_FORMAT = 1
 
@@ -416,7 +416,7 @@ class TokCorpus:
     def __repr__(self):
         return f'TokCorpus({len(self)} docs, {len(self.ids)} tokens, {len(self.vocab)} distinct)'
 
-# %% ../nbs/01_tokenize.ipynb #2dacd275
+# %% ../nbs/01_tokenize.ipynb #f69b7d0a
 def _code_fp(code):
     "Fingerprint of a code object: bytecode, names and constants, nested functions included (no memory addresses)"
     h = hashlib.sha256(code.co_code + repr(code.co_names).encode())
@@ -467,7 +467,7 @@ def default_cache_dir():
     "`$ULMFIT_CACHE`, else `~/.cache/ulmfit_lib`"
     return Path(os.environ.get(CACHE_ENV) or Path.home()/'.cache'/'ulmfit_lib').expanduser()
 
-# %% ../nbs/01_tokenize.ipynb #a09dfec6
+# %% ../nbs/01_tokenize.ipynb #ba53526c
 def _load_corpus(d, key):
     "The `TokCorpus` cached in folder `d`, or `None` if it is missing, incomplete or another key"
     try:
@@ -557,7 +557,7 @@ def _tokenize_corpus(items, is_files, n_workers, rules, tok, post_rules, cache_d
     res.path = path
     return res
 
-# %% ../nbs/01_tokenize.ipynb #b84c4575
+# %% ../nbs/01_tokenize.ipynb #655b84ce
 def list_files(path, extensions=None, folders=None):
     "The names (`str`) that fastai's `get_files(path, extensions, recurse=True, folders=folders)` returns, in its order"
     exts = set() if extensions is None else {extensions} if isinstance(extensions, str) else set(extensions)
