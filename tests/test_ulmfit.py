@@ -91,12 +91,13 @@ def test_failed_stage_writes_no_report(tiny_cache, tmp_path, monkeypatch):
     assert not (tmp_path/'run'/'report.json').exists()
 
 
-def test_budget_shrinks_data(tiny_cache, tmp_path):
-    "With a budget far below a full epoch, the LM stages train on a subset of documents."
-    p = _tiny_profile()
+def test_budget_shrinks_schedule(tiny_cache, tmp_path):
+    "With a budget far below the planned schedule (50 epochs per LM stage), the LM stages train less."
+    p = get_profile('tiny', lm1_epochs=50, lm2_epochs=50)
     rep = run_ulmfit(p, out=tmp_path/'r', corpus_cache=tiny_cache, control=False, device='cpu', time_budget=1e-3,
                      log=lambda s: None)
-    assert rep['lm']['fraction'] < 1 and rep['lm']['general']['fraction'] < 1
+    for r in (rep['lm'], rep['lm']['general']):
+        assert r['fraction'] * r['epochs'] < 50, r
 
 
 @pytest.mark.parametrize('n,e,spb,b,exp', [(10, 1, 1., None, (1.0, 1)), (10, 4, 1., 1e6, (1.0, 4)),
