@@ -6,7 +6,7 @@
 __all__ = ['PROFILES', 'Profile', 'get_profile', 'IMDbData', 'prepare_imdb', 'save_corpus_cache', 'load_corpus_cache',
            'TimeLimit', 'fit_budget', 'train_classifier', 'run_ulmfit', 'main']
 
-# %% ../nbs/07_ulmfit.ipynb #5e6a3131
+# %% ../nbs/07_ulmfit.ipynb #2f27c935
 import argparse, json, os, platform, shutil, sys, tempfile, time, warnings, zipfile
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -21,7 +21,7 @@ from .awd_lstm import AWD_LSTM, awd_lstm_lm_config, awd_lstm_clas_config
 from .learner import (language_model_learner, text_classifier_learner, lm_dls_from_ids, clas_dls_from_ids,
                                 corpus_labels, save_lm_pretrained, _atomic_write, _split_docs)
 
-# %% ../nbs/07_ulmfit.ipynb #5e246ae0
+# %% ../nbs/07_ulmfit.ipynb #315292c4
 @dataclass
 class Profile:
     "Sizes and schedule of one ULMFiT run (see `PROFILES`)."
@@ -75,7 +75,7 @@ def get_profile(name, device=None, **overrides):
     if bad: raise ValueError(f'unknown profile fields {bad}')
     return Profile(**{**asdict(PROFILES[name]), **overrides})
 
-# %% ../nbs/07_ulmfit.ipynb #fbe6f890
+# %% ../nbs/07_ulmfit.ipynb #e63eaef3
 @dataclass
 class IMDbData:
     "Numericalized IMDb parts: `parts[name] = (ids, offsets, labels)`; labels -1 where unlabelled."
@@ -170,7 +170,7 @@ def load_corpus_cache(folder):
             raise ValueError(f'{folder}/{k}.npz does not match meta.json: {meta["counts"][k]}')
     return IMDbData(vocab, parts, meta.get('profile', ''))
 
-# %% ../nbs/07_ulmfit.ipynb #90859e5a
+# %% ../nbs/07_ulmfit.ipynb #c0315a70
 class TimeLimit(Callback):
     "Cancel the fit after the batch during which `deadline` (a `time.monotonic()` value) passed."
     order = 100
@@ -209,7 +209,7 @@ def fit_budget(n_batches_epoch, epochs, sec_per_batch, budget):
     if affordable >= n_batches_epoch: return 1.0, max(1, int(affordable // n_batches_epoch))
     return max(affordable / n_batches_epoch, 0.02), 1
 
-# %% ../nbs/07_ulmfit.ipynb #8e94ec34
+# %% ../nbs/07_ulmfit.ipynb #0c2c4aee
 def _device_name(device):
     if str(device).startswith('cuda') and torch.cuda.is_available(): return f'cuda: {torch.cuda.get_device_name(0)}'
     return f'cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'
@@ -321,7 +321,7 @@ def _lm_stage(data, part_names, p, path, epochs, lr, frozen_epochs=0, pretrained
     info.update(epochs=frozen_epochs + epochs, tokens_per_s=n_seen / max(time.monotonic() - t1, 1e-9))
     return learn, time.monotonic() - t0, info
 
-# %% ../nbs/07_ulmfit.ipynb #6ec6bcaa
+# %% ../nbs/07_ulmfit.ipynb #0c5008a7
 def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None, time_budget=None, control=True,
                device=None, n_workers=None, log=print, data=None, **overrides):
     "Run the three ULMFiT stages (and the no-pretraining control); write `out/report.json`, PNGs, models. Returns the report."
@@ -390,7 +390,7 @@ def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None,
 
 def _r(d): return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
-# %% ../nbs/07_ulmfit.ipynb #29c97a57
+# %% ../nbs/07_ulmfit.ipynb #1ae1acbd
 def main(argv=None):
     "Console script `ulmfit-imdb`: the three ULMFiT stages on IMDb, `report.json` in `--out`."
     ap = argparse.ArgumentParser(prog='ulmfit-imdb', description='ULMFiT on IMDb: general LM, LM fine-tuning, classifier.')
@@ -429,5 +429,5 @@ def main(argv=None):
     print(json.dumps({k: rep[k] for k in ('profile', 'device', 'lm', 'classifier', 'total_seconds')}, indent=1))
     return 0
 
-# %% ../nbs/07_ulmfit.ipynb #24d75336
+# %% ../nbs/07_ulmfit.ipynb #f0679676
 if __name__ == '__main__': sys.exit(main())
