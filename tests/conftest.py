@@ -11,3 +11,16 @@ def imdb_path():
     archive = os.environ.get('ULMFIT_IMDB_ARCHIVE') or (ARCHIVE if ARCHIVE.exists() else None)
     if archive is None: pytest.skip('no local IMDb archive (set ULMFIT_IMDB_ARCHIVE)')
     return get_imdb(archive)
+
+
+@pytest.fixture(scope='session')
+def small_imdb(imdb_path, tmp_path_factory):
+    "`(folder, cache)`: 130 real reviews in IMDb's layout (60 train, 40 test, 30 unsup) and a tokenizer cache folder."
+    import shutil
+    from ulmfit_lib.data import imdb_sample
+    tmp = tmp_path_factory.mktemp('imdbsmall'); ipath = tmp/'imdb'
+    s = imdb_sample(imdb_path, n_train=60, n_valid=40, n_unsup=30, seed=7)
+    for f in s.train + s.valid + s.unsup:
+        d = ipath/f.relative_to(imdb_path).parent; d.mkdir(parents=True, exist_ok=True); shutil.copy(f, d)
+    yield ipath, tmp/'cache'
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -3,6 +3,7 @@ import shutil
 from functools import partial
 from pathlib import Path
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -102,17 +103,6 @@ def test_bad_input_empty():
     with pytest.raises(ValueError, match='pad_len=2 is shorter than the text \\(3 tokens\\)'): pad_chunk(torch.arange(3), pad_len=2)
 
 
-@pytest.fixture(scope='module')
-def small_imdb(imdb_path, tmp_path_factory):
-    from ulmfit_lib.data import imdb_sample
-    tmp = tmp_path_factory.mktemp('imdbsmall'); ipath = tmp/'imdb'
-    s = imdb_sample(imdb_path, n_train=60, n_valid=40, n_unsup=30, seed=7)
-    for f in s.train + s.valid + s.unsup:
-        d = ipath/f.relative_to(imdb_path).parent; d.mkdir(parents=True, exist_ok=True); shutil.copy(f, d)
-    yield ipath, tmp/'cache'
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
 @pytest.mark.parametrize('backwards', [False, True])
 def test_datablock_equals_fastai(small_imdb, backwards):
     "Chapter 10's DataBlocks with our TextBlock: fastai's vocab, validation batches, lengths; backwards included."
@@ -165,3 +155,79 @@ def test_from_arrays_and_labels():
     assert x1.shape == (2, 10) and y1.tolist() == [0, 1] and x1[0].tolist() == list(range(22, 32))
     assert x1[1].tolist() == list(range(14, 22)) + [1, 1] and y2.tolist() == [1, 0]   # 2 pads < seq_len: after the text
     with pytest.raises(ValueError, match='3 labels for 4 documents'): SortedDL(arrays=(ids, starts, lens), labels=[0, 1, 1])
+
+
+def _imdb_df(ipath):
+    from fastai.data.transforms import get_text_files, parent_label
+    from ulmfit_lib.data import read_text
+    files = get_text_files(ipath, folders=['train', 'test'])
+    return pd.DataFrame({'label': [parent_label(f) for f in files], 'title': [f.stem for f in files],
+                         'text': [read_text(f) for f in files], 'is_valid': [f.parent.parent.name == 'test' for f in files]})
+
+
+def _same_batches(dl1, dl2):
+    assert len(dl1) == len(dl2)
+    for b1, b2 in zip(dl1, dl2):
+        assert len(b1) == len(b2) and all(torch.equal(u, v) for u, v in zip(b1, b2))
+
+
+@pytest.mark.parametrize('is_lm,valid_pct', [(False, None), (True, 0.2)])
+def test_textdataloaders_from_folder_equals_fastai(small_imdb, monkeypatch, is_lm, valid_pct):
+    "Chapter 1's `TextDataLoaders.from_folder`: fastai's vocab and validation batches (fastai tokenizing in order)."
+    from ulmfit_lib.clas_data import TextDataLoaders
+    ipath, cache = small_imdb
+    orig = fdata.TextBlock.from_folder.__func__       # fastai's folder tokenizer counts in worker-completion order: make it sequential
+    monkeypatch.setattr(fdata.TextBlock, 'from_folder', classmethod(lambda c, *a, **k: orig(c, *a, n_workers=0, **k)))
+    kw = dict(valid='test', bs=8, is_lm=is_lm, valid_pct=valid_pct, seed=5)
+    ours = TextDataLoaders.from_folder(ipath, cache_dir=cache, n_workers=0, **kw)
+    theirs = fdata.TextDataLoaders.from_folder(ipath, **kw)
+    assert ours.vocab == theirs.vocab if is_lm else (ours.vocab[0] == theirs.vocab[0] and list(ours.vocab[1]) == list(theirs.vocab[1]))
+    assert len(ours.train) == len(theirs.train)
+    _same_batches(ours.valid, theirs.valid)
+
+
+@pytest.mark.parametrize('is_lm', [False, True])
+def test_textdataloaders_from_df_equals_fastai(small_imdb, is_lm):
+    "`from_df` with two text columns (fields marked, as fastai): the tokenized frame, vocab and batches are fastai's."
+    from ulmfit_lib.clas_data import TextDataLoaders
+    ipath, cache = small_imdb
+    df = _imdb_df(ipath)
+    kw = dict(text_col=['title', 'text'], label_col='label', valid_col='is_valid', bs=8, is_lm=is_lm, seq_len=24)
+    ours = TextDataLoaders.from_df(df, cache_dir=cache, **kw)
+    theirs = fdata.TextDataLoaders.from_df(df, **kw)
+    assert (ours.vocab if is_lm else ours.vocab[0]) == (theirs.vocab if is_lm else theirs.vocab[0])
+    oi, ti = ours.train_ds.items, theirs.train_ds.items
+    assert list(oi.columns) == list(ti.columns) == ['label', 'is_valid', 'text', 'text_length']
+    assert [list(t) for t in oi['text']] == [list(t) for t in ti['text']] and oi['text'].iloc[0][:4] == ['xxbos', 'xxfld', '1', oi['text'].iloc[0][3]]
+    assert oi['text_length'].tolist() == ti['text_length'].tolist()
+    _same_batches(ours.valid, theirs.valid)
+    assert len(ours.train) == len(theirs.train)
+
+
+def test_textdataloaders_from_csv_and_test_dl(small_imdb, tmp_path):
+    "`from_csv` reads what `from_df` takes; new raw texts go through `test_dl` tokenized like the frame's."
+    from ulmfit_lib.clas_data import TextDataLoaders
+    from ulmfit_lib.tokenize import tokenize1
+    ipath, cache = small_imdb
+    df = _imdb_df(ipath)[['label', 'text', 'is_valid']]
+    df.to_csv(tmp_path/'texts.csv', index=False)
+    a = TextDataLoaders.from_csv(tmp_path, 'texts.csv', text_col='text', label_col='label', valid_col='is_valid', bs=8, cache_dir=cache)
+    b = TextDataLoaders.from_df(df, text_col='text', label_col='label', valid_col='is_valid', bs=8, cache_dir=cache)
+    assert a.vocab[0] == b.vocab[0]
+    _same_batches(a.valid, b.valid)
+    (x,), = list(a.test_dl(['What a wonderful film.']))
+    o2i = {w: i for i, w in enumerate(a.vocab[0])}
+    assert x[0].tolist() == [o2i.get(t, 0) for t in tokenize1('What a wonderful film.')]
+
+
+def test_textdataloaders_bad_input(small_imdb):
+    from ulmfit_lib.clas_data import TextDataLoaders
+    ipath, cache = small_imdb
+    df = _imdb_df(ipath)
+    with pytest.raises(FileNotFoundError, match="valid"): TextDataLoaders.from_folder(ipath, cache_dir=cache, n_workers=0)
+    with pytest.raises(FileNotFoundError, match='no such folder'): TextDataLoaders.from_folder(ipath/'nope', valid_pct=0.2)
+    with pytest.raises(KeyError, match="text columns \\['review'\\]"): TextDataLoaders.from_df(df, text_col='review', label_col='label')
+    with pytest.raises(KeyError, match="label columns \\['sentiment'\\]"): TextDataLoaders.from_df(df, text_col='text', label_col='sentiment')
+    with pytest.raises(KeyError, match="validation column \\['valid'\\]"):
+        TextDataLoaders.from_df(df, text_col='text', label_col='label', valid_col='valid')
+    with pytest.raises(KeyError, match="label columns \\[7\\]"): TextDataLoaders.from_df(df, text_col=2, label_col=7)

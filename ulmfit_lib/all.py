@@ -7,3 +7,18 @@ from .awd_lstm import *
 from .clas_data import *
 from .learner import *
 from .ulmfit import *
+
+# The fastai and fastcore names that fastbook's text chapters use beside ours (`fastai.text.all`
+# brings them there), so the book's code runs as written after `from ulmfit_lib.all import *`.
+from functools import partial
+from collections import Counter
+import numpy as np
+import pandas as pd
+import torch
+from fastcore.foundation import L, coll_repr
+from fastcore.basics import first
+from fastai.data.external import untar_data, URLs
+from fastai.data.block import DataBlock, CategoryBlock, MultiCategoryBlock
+from fastai.data.transforms import (get_text_files, parent_label, GrandparentSplitter, RandomSplitter, ColReader, ColSplitter,
+                                    IndexSplitter)
+from fastai.metrics import accuracy, Perplexity
