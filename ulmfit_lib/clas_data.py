@@ -270,7 +270,7 @@ class TextBlock(TransformBlock):
                                tok_text_col=tok_text_col, cache_dir=cache_dir, progress=progress),
                    vocab=vocab, is_lm=is_lm, seq_len=seq_len, backwards=backwards, min_freq=min_freq, max_vocab=max_vocab)
 
-# %% ../nbs/04_clas_data.ipynb #11240106
+# %% ../nbs/04_clas_data.ipynb #c8c86983
 def _check_cols(df, cols, what):
     "Raise `KeyError` naming the `cols` (names or positions) that `df` does not have"
     cols = cols if isinstance(cols, (list, tuple)) else [cols]
@@ -319,5 +319,6 @@ class TextDataLoaders(DataLoaders):
     @classmethod
     def from_csv(cls, path, csv_fname='labels.csv', header='infer', delimiter=None, quoting=csv.QUOTE_MINIMAL, **kwargs):
         "Read `path/csv_fname` with pandas, then `from_df`"
-        df = pd.read_csv(Path(path)/csv_fname, header=header, delimiter=delimiter, quoting=quoting)
+        kw = {} if delimiter is None else dict(delimiter=delimiter)    # pandas 3 reads `delimiter=None` as "sniff it"
+        df = pd.read_csv(Path(path)/csv_fname, header=header, quoting=quoting, **kw)
         return cls.from_df(df, path=path, **kwargs)
