@@ -206,7 +206,13 @@ def corpus_doc_arrays(dataset):
     idx, offs = np.asarray(idx, dtype=np.int64), tok.corpus.offsets
     return tok.remapped(num.vocab), offs[idx], (offs[idx + 1] - offs[idx])
 
-# %% ../nbs/04_clas_data.ipynb #bf9b1e3c
+# %% ../nbs/04_clas_data.ipynb #6605b68b
+def _check_cols(df, cols, what):
+    "Raise `KeyError` naming the `cols` (names or positions) that `df` does not have"
+    cols = cols if isinstance(cols, (list, tuple)) else [cols]
+    bad = [c for c in cols if not ((isinstance(c, int) and -len(df.columns) <= c < len(df.columns)) or c in df.columns)]
+    if bad: raise KeyError(f'{what} {bad} not in the DataFrame (columns: {list(df.columns)})')
+
 class DfTokenizer(Tokenizer):
     "fastai's `Tokenizer.from_df`: `setups` tokenizes the `text_cols` of the `DataFrame` items into a `tok_text_col` column"
     input_types = (str, list, tuple, Path)
@@ -220,9 +226,8 @@ class DfTokenizer(Tokenizer):
     def setups(self, dsets):
         df = getattr(dsets, 'items', None)
         if not isinstance(df, pd.DataFrame): return
+        _check_cols(df, self.text_cols, 'text columns')
         cols = [df.columns[c] if isinstance(c, int) else c for c in (self.text_cols if isinstance(self.text_cols, (list, tuple)) else [self.text_cols])]
-        missing = [c for c in cols if c not in df.columns]
-        if missing: raise KeyError(f'text columns {missing} are not in the DataFrame (columns: {list(df.columns)})')
         self.corpus = tokenize_df(df, cols, n_workers=self.n_workers, rules=self.rules, mark_fields=self.mark_fields,
                                   tok=self.tok, cache_dir=self.cache_dir, progress=self.progress)
         res = df[df.columns[~df.columns.isin(cols)]].copy()
@@ -270,13 +275,7 @@ class TextBlock(TransformBlock):
                                tok_text_col=tok_text_col, cache_dir=cache_dir, progress=progress),
                    vocab=vocab, is_lm=is_lm, seq_len=seq_len, backwards=backwards, min_freq=min_freq, max_vocab=max_vocab)
 
-# %% ../nbs/04_clas_data.ipynb #c8c86983
-def _check_cols(df, cols, what):
-    "Raise `KeyError` naming the `cols` (names or positions) that `df` does not have"
-    cols = cols if isinstance(cols, (list, tuple)) else [cols]
-    bad = [c for c in cols if not ((isinstance(c, int) and -len(df.columns) <= c < len(df.columns)) or c in df.columns)]
-    if bad: raise KeyError(f'{what} {bad} not in the DataFrame (columns: {list(df.columns)})')
-
+# %% ../nbs/04_clas_data.ipynb #629e525f
 class TextDataLoaders(DataLoaders):
     "fastai's `TextDataLoaders` (factory methods for texts in folders or a `DataFrame`), on our `TextBlock`"
     @classmethod
