@@ -206,7 +206,7 @@ def corpus_doc_arrays(dataset):
     idx, offs = np.asarray(idx, dtype=np.int64), tok.corpus.offsets
     return tok.remapped(num.vocab), offs[idx], (offs[idx + 1] - offs[idx])
 
-# %% ../nbs/04_clas_data.ipynb #6605b68b
+# %% ../nbs/04_clas_data.ipynb #b25b1f28
 def _check_cols(df, cols, what):
     "Raise `KeyError` naming the `cols` (names or positions) that `df` does not have"
     cols = cols if isinstance(cols, (list, tuple)) else [cols]
@@ -235,7 +235,7 @@ class DfTokenizer(Tokenizer):
         res[f'{self.tok_text_col}_length'] = self.corpus.lengths
         dsets.items = res
         if self.counter is None: self.counter = self.corpus.counter()
-        if self.lengths is None: self.lengths = res[f'{self.tok_text_col}_length'].values
+        if self.lengths is None: self.lengths = self.corpus.lengths
         return dsets
 
     def encodes(self, o):
