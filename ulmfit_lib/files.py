@@ -6,12 +6,12 @@
 __all__ = ['STALE_SECONDS', 'OWNER_MARKER', 'current_umask', 'plain_file_mode', 'remove_stale', 'atomic_write', 'mark_ours',
            'is_ours', 'replace_dir', 'check_number']
 
-# %% ../nbs/00_files.ipynb #81109569
+# %% ../nbs/00_files.ipynb #cbeeb929
 import math, os, shutil, tempfile, threading, time
 from pathlib import Path
 import numpy as np
 
-# %% ../nbs/00_files.ipynb #002d7e85
+# %% ../nbs/00_files.ipynb #d6f4e9be
 _umask_lock = threading.Lock()
 
 def current_umask():
@@ -25,7 +25,7 @@ def plain_file_mode(file):
     try: return os.stat(file).st_mode & 0o7777
     except FileNotFoundError: return 0o666 & ~current_umask()
 
-# %% ../nbs/00_files.ipynb #5a318ffa
+# %% ../nbs/00_files.ipynb #7d6509fc
 STALE_SECONDS = 6 * 3600   # a temporary file or folder older than this is a leftover of a killed process
 
 def remove_stale(folder, pattern, max_age=STALE_SECONDS):
@@ -40,7 +40,7 @@ def remove_stale(folder, pattern, max_age=STALE_SECONDS):
         except FileNotFoundError: pass      # another process removed it first
     return gone
 
-# %% ../nbs/00_files.ipynb #28483ac1
+# %% ../nbs/00_files.ipynb #b278d931
 def atomic_write(file, write):
     "Call `write(tmp)` on a temporary file beside `file`, then rename it onto `file`: never half-written, mode as `open` gives"
     file = Path(file)
@@ -56,7 +56,7 @@ def atomic_write(file, write):
         if os.path.exists(tmp): os.remove(tmp)
     return file
 
-# %% ../nbs/00_files.ipynb #9f5e60f6
+# %% ../nbs/00_files.ipynb #1406c26d
 OWNER_MARKER = '.ulmfit_lib'   # file inside every folder the library builds (and so may replace)
 
 def mark_ours(folder, what):
@@ -67,7 +67,7 @@ def is_ours(folder):
     "Whether `folder` is a folder this library built (it holds the marker)"
     return (Path(folder)/OWNER_MARKER).is_file()
 
-# %% ../nbs/00_files.ipynb #a3f9c48b
+# %% ../nbs/00_files.ipynb #f3440bba
 def replace_dir(tmp, dest, is_ours=is_ours):
     "Move the finished folder `tmp` onto `dest`; an existing `dest` is replaced only if `is_ours(dest)`, else `FileExistsError`"
     tmp, dest = Path(tmp), Path(dest)
@@ -82,10 +82,10 @@ def replace_dir(tmp, dest, is_ours=is_ours):
     else: os.replace(tmp, dest)
     return dest
 
-# %% ../nbs/00_files.ipynb #9960ec3e
-def check_number(value, name, lo=None, hi=None, integer=False, hi_open=False):
-    "`value` if it is a number in `[lo, hi]` (`[lo, hi)` with `hi_open`; an int with `integer`), else `ValueError` naming `name`"
-    kind = 'an int' if integer else 'a number'
+# %% ../nbs/00_files.ipynb #d97a7ee3
+def check_number(value, name, lo=None, hi=None, integer=False, hi_open=False, what=None):
+    "`value` if it is a number in `[lo, hi]` (`[lo, hi)` with `hi_open`; an int with `integer`), else `ValueError` naming `name` (and `what` it is)"
+    kind = what or ('an int' if integer else 'a number')
     ok = not isinstance(value, bool) and isinstance(value, (int, np.integer) if integer else (int, float, np.integer, np.floating))
     ok = ok and not (isinstance(value, (float, np.floating)) and math.isnan(value))
     ok = ok and (lo is None or value >= lo) and (hi is None or (value < hi if hi_open else value <= hi))
