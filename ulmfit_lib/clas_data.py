@@ -97,7 +97,7 @@ class SortedDL(TfmdDL):
         # the one-scatter batches stand in for `Pad_Chunk` + `fa_collate` only: any other collation is the caller's, run as fastai does
         self.fast = (before_batch is None or pc is not None) and kwargs.get('create_batch') is None and kwargs.get('create_item') is None
         if pc is not None: pad_idx, pad_first, seq_len = pc.pad_idx, pc.pad_first, pc.seq_len   # fastai's way to say it
-        elif before_batch is None: before_batch = Pad_Chunk(pad_idx=pad_idx, pad_first=pad_first, seq_len=seq_len)   # used to decode only
+        elif self.fast: before_batch = Pad_Chunk(pad_idx=pad_idx, pad_first=pad_first, seq_len=seq_len)   # used to decode only
         self.labels, self.pad_idx, self.pad_first, self.seq_len = labels, pad_idx, pad_first, seq_len
         self.backwards, self.seed, self.doc_ids, self.sort_func = backwards, seed, doc_ids, sort_func
         if vocab is not None: self.vocab = vocab
