@@ -90,8 +90,8 @@ def test_no_labels():
     assert x.shape == (2, 5) and x2.tolist() == [[2]]
 
 
-@pytest.mark.parametrize('kw,msg', [(dict(bs=0), 'bs must be a positive int, got 0'),
-                                    (dict(seq_len=0), 'seq_len must be a positive int, got 0'),
+@pytest.mark.parametrize('kw,msg', [(dict(bs=0), 'bs must be an int >= 1, got 0'),
+                                    (dict(seq_len=0), 'seq_len must be an int >= 1, got 0'),
                                     (dict(res=[1, 2]), '2 sort keys for 3 documents')])
 def test_bad_input(kw, msg):
     with pytest.raises(ValueError, match=msg): SortedDL(_samples([3, 4, 5]), **kw)
@@ -231,3 +231,50 @@ def test_textdataloaders_bad_input(small_imdb):
     with pytest.raises(KeyError, match="validation column \\['valid'\\]"):
         TextDataLoaders.from_df(df, text_col='text', label_col='label', valid_col='valid')
     with pytest.raises(KeyError, match="label columns \\[7\\]"): TextDataLoaders.from_df(df, text_col=2, label_col=7)
+
+
+def _batches(dl): return [[(o.tolist(), type(o).__name__) for o in b] for b in dl]
+
+
+@settings(max_examples=30, deadline=None)
+@given(lens=st.lists(st.integers(1, 60), min_size=1, max_size=30), bs=st.integers(1, 8), pad_idx=st.integers(0, 3),
+       pad_first=st.booleans())
+def test_callers_before_batch_is_honoured(lens, bs, pad_idx, pad_first):
+    "fastai's `pad_input` (re-exported) or any other `before_batch`: the batches fastai's `SortedDL` gives, not our chunk padding."
+    from ulmfit_lib.clas_data import pad_input, Pad_Input
+    assert pad_input is fdata.pad_input and Pad_Input is fdata.Pad_Input
+    s = _samples(lens)
+    kw = dict(bs=bs, before_batch=partial(pad_input, pad_idx=pad_idx, pad_first=pad_first))
+    assert _batches(SortedDL(s, **kw)) == _batches(fdata.SortedDL(s, **kw))
+
+
+def test_callers_create_batch_is_honoured():
+    s = _samples([5, 17, 3, 40, 22, 9, 30, 11], seed=2)
+    def collate(b): return (torch.stack([pad_chunk(x, pad_len=40, seq_len=8) for x, _ in b]), torch.tensor([int(y) + 10 for _, y in b]))
+    kw = dict(bs=3, create_batch=collate)
+    ours, theirs = _batches(SortedDL(s, **kw)), _batches(fdata.SortedDL(s, **kw))
+    assert ours == theirs and all(v >= 10 for b in ours for v in b[1][0])
+    dl = SortedDL(s, **kw).new(shuffle=False)           # `new` keeps the caller's function
+    assert _batches(dl) == theirs
+    # our own Pad_Chunk, alone, still takes the one-scatter path
+    assert SortedDL(s, bs=3, before_batch=fdata.Pad_Chunk(seq_len=8)).fast and not SortedDL(s, **kw).fast
+
+
+def test_clas_dls_from_ids_reads_raw_texts_and_empties():
+    "The ids path keeps its tokenizer and vocab: `test_dl` of raw texts, `decode` to class names, `new_empty` for export."
+    from ulmfit_lib.clas_data import clas_dls_from_ids
+    vocab = ['xxunk', 'xxpad', 'xxbos', 'xxeos', 'xxfld', 'xxrep', 'xxwrep', 'xxup', 'xxmaj', 'this', 'movie', 'is', 'good', '.']
+    vocab += ['xxfake'] * (-len(vocab) % 8)
+    rng = np.random.default_rng(0)
+    lens = rng.integers(3, 12, 20); ids = rng.integers(9, 14, lens.sum()); offs = np.concatenate([[0], np.cumsum(lens)])
+    y = np.arange(20) % 2
+    dls = clas_dls_from_ids((ids, offs, y), (ids, offs, y), vocab, bs=4, classes=['neg', 'pos'])
+    (x,) = dls.test_dl(['This movie is good.', 'Bad']).one_batch()
+    assert x.tolist() == [[2, 8, 9, 10, 11, 12, 13], [2, 8, 0, 1, 1, 1, 1]]   # 'Bad': `xxmaj` and `xxunk` (not in the vocab)
+    empty = dls.new_empty()
+    assert len(empty.train) == 0 and len(empty.valid) == 0 and empty.valid.dataset.classes == ['neg', 'pos']
+    assert empty.test_dl(['good']).one_batch()[0].tolist() == [[2, 12]]
+    assert dls.valid.dataset.decode((torch.tensor([2, 9]), torch.tensor(1))) == ('xxbos this', 'pos')
+    with pytest.raises(ValueError, match='n_classes=3 but 2 classes'):
+        clas_dls_from_ids((ids, offs, y), (ids, offs, y), vocab, n_classes=3, classes=['neg', 'pos'])
+    with pytest.raises(ValueError, match='no documents'): SortedDL([])   # only loaders made by `new` may be empty

@@ -1,4 +1,4 @@
-"Pretrained loading in fastai's format, malicious/corrupt files, vocab mismatches, atomic saves, O(n) predict, parity with fastai."
+"Pretrained loading in fastai's format, malicious/corrupt files, vocab mismatches, atomic saves, O(n) predict, parity with fastai, fastai's export/load_learner."
 import os, pickle, zipfile
 from pathlib import Path
 import numpy as np
@@ -7,8 +7,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 from ulmfit_lib.awd_lstm import AWD_LSTM, awd_lstm_lm_config, get_language_model
 from ulmfit_lib.learner import (match_embeds, load_pretrained_files, load_vocab_pickle, save_vocab_pickle, safe_torch_load,
-                                atomic_torch_save, language_model_learner, text_classifier_learner, lm_dls_from_ids,
-                                clas_dls_from_ids, get_encoder, save_lm_pretrained, _split_docs)
+                                atomic_torch_save, language_model_learner, text_classifier_learner, get_encoder, save_lm_pretrained)
+from ulmfit_lib.lm_data import lm_dls_from_ids
+from ulmfit_lib.clas_data import clas_dls_from_ids
 
 TINY = dict(awd_lstm_lm_config, emb_sz=8, n_hid=16, n_layers=2)
 VOCAB = ['xxunk', 'xxpad', 'xxbos', 'xxeos', 'xxfld', 'xxrep', 'xxwrep', 'xxup', 'xxmaj', 'the', 'movie', 'good', 'bad',
@@ -169,17 +170,6 @@ def test_match_embeds_matches_fastai(old, new, with_bias):
     for k in b: torch.testing.assert_close(a[k], b[k])
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(0, 6), min_size=1, max_size=12), st.data())
-def test_split_docs_property(lens, data):
-    offs = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    ids = np.arange(offs[-1], dtype=np.int32)
-    idx = sorted(data.draw(st.sets(st.integers(0, len(lens) - 1))))
-    got_ids, got_offs = _split_docs(ids, offs, idx)
-    exp = [ids[offs[i]:offs[i+1]].tolist() for i in idx]
-    assert [got_ids[got_offs[j]:got_offs[j+1]].tolist() for j in range(len(idx))] == exp
-
-
 def test_lm_dls_hold_out_documents(tmp_path):
     ids, offs = _ids(n_docs=50)
     dls = lm_dls_from_ids(ids, offs, VOCAB, bs=4, seq_len=10, valid_pct=0.2)
@@ -203,3 +193,162 @@ def test_wt103_offline_warns(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match='WikiText-103.*random weights'):
         learn = language_model_learner(dls, AWD_LSTM, config=TINY, path=tmp_path)
     assert learn.pretrained_from is None
+
+
+# --- checkpoints: what `load` accepts, and how `save` writes
+
+
+def test_load_refuses_what_is_not_a_state_dict(tmp_path):
+    learn = _lm_learner(tmp_path)
+    d = tmp_path/'models'; d.mkdir(exist_ok=True)
+    torch.save([1, 2, 3], d/'list.pth')
+    torch.save({'model': {'0.encoder.weight': 3}, 'opt': {}}, d/'notensors.pth')
+    for name in ('list', 'notensors'):
+        with pytest.raises(ValueError, match=f'{name}.pth is not a state dict of tensors'): learn.load(name)
+    with pytest.raises(ValueError, match='list.pth is not a state dict of tensors'): learn.load_encoder('list')
+
+
+def test_load_warns_on_a_bad_optimizer_state(tmp_path):
+    "As fastai's `load_model`: an optimizer state that does not fit is said, not swallowed; the weights are loaded."
+    learn = _lm_learner(tmp_path)
+    d = tmp_path/'models'; d.mkdir(exist_ok=True)
+    sd = {k: v + 1 for k, v in learn.model.state_dict().items()}
+    torch.save({'model': sd, 'opt': {'state': {}, 'param_groups': []}}, d/'badopt.pth')
+    other = _lm_learner(tmp_path)
+    with pytest.warns(UserWarning, match='Could not load the optimizer state'): other.load('badopt')
+    for k, v in other.model.state_dict().items(): torch.testing.assert_close(v, sd[k])
+    torch.save(sd, d/'noopt.pth')
+    with pytest.warns(UserWarning, match="doesn't contain an optimizer state"): other.load('noopt')
+
+
+def test_load_strict_false_and_device_are_honoured(tmp_path, monkeypatch):
+    learn = _lm_learner(tmp_path)
+    d = tmp_path/'models'; d.mkdir(exist_ok=True)
+    sd = {k: v + 1 for k, v in learn.model.state_dict().items()}
+    dropped = '1.decoder.bias'
+    part = {k: v for k, v in sd.items() if k != dropped}; part['extra.weight'] = torch.zeros(2)
+    torch.save(part, d/'part.pth')
+    other = _lm_learner(tmp_path)
+    before = other.model.state_dict()[dropped].clone()
+    with pytest.raises(ValueError, match='missing keys'): other.load('part', with_opt=False)
+    other.load('part', with_opt=False, strict=False)
+    for k, v in other.model.state_dict().items(): torch.testing.assert_close(v, before if k == dropped else sd[k])
+    bad = dict(part); bad['0.encoder.weight'] = torch.zeros(3, 8); torch.save(bad, d/'bad.pth')
+    with pytest.raises(ValueError, match=r'0.encoder.weight has shape \(3, 8\)'): other.load('bad', with_opt=False, strict=False)
+    # `device` goes to `torch.load` as fastai's `load_model` sends it (an int is a CUDA index)
+    seen, real = [], torch.load
+    def rec(*a, **k): seen.append(k.get('map_location')); k['map_location'] = 'cpu'; return real(*a, **k)
+    learn.save_encoder('enc')
+    monkeypatch.setattr(torch, 'load', rec)
+    other.load('part', with_opt=False, strict=False, device='cuda:1')
+    other.load('part', with_opt=False, strict=False, device=0)
+    other.load_encoder('enc', device='cuda:2')
+    assert seen == ['cuda:1', torch.device('cuda', 0), 'cuda:2']
+
+
+def test_pretrained_decoder_bias_must_fit_the_vocab(tmp_path):
+    _, wf, vf = _fastai_lm_files(tmp_path, VOCAB)
+    sd = torch.load(wf, weights_only=False)['model']
+    sd['1.decoder.bias'] = sd['1.decoder.bias'][:-8]
+    torch.save(sd, wf)
+    with pytest.raises(ValueError, match=f'decoder bias of {len(VOCAB) - 8} entries but .*wt.pkl has {len(VOCAB)} tokens'):
+        load_pretrained_files(wf, vf)
+
+
+def test_save_cleans_stale_temporaries_and_has_plain_mode(tmp_path):
+    "`save` goes through `files.atomic_write`: leftovers of killed saves older than STALE_SECONDS go, fresh ones stay, mode as `open` gives."
+    from ulmfit_lib.files import STALE_SECONDS, current_umask
+    import time
+    learn = _lm_learner(tmp_path)
+    d = tmp_path/'models'; d.mkdir(exist_ok=True)
+    stale, fresh = d/'.m.pth.abc123.tmp', d/'.m.pth.def456.tmp'
+    for f in (stale, fresh): f.write_bytes(b'half')
+    old = time.time() - STALE_SECONDS - 60; os.utime(stale, (old, old))
+    f = learn.save('m')
+    assert not stale.exists() and fresh.exists()
+    mode = 0o666 & ~current_umask()
+    assert f.stat().st_mode & 0o777 == mode
+    assert learn.save_encoder('enc').stat().st_mode & 0o777 == mode
+    assert save_vocab_pickle(VOCAB, d/'v.pkl').stat().st_mode & 0o777 == mode
+
+
+# --- fastai's export / load_learner / predict, for every way of building the loaders
+
+WORDS = 'the movie was good bad great awful plot actor film i loved hated it this a story boring fun'.split()
+
+
+@pytest.fixture(scope='module')
+def tiny_reviews(tmp_path_factory):
+    "A tiny IMDb-like folder (train/test x neg/pos, 10 reviews each), the same reviews as a `DataFrame`, a cache folder."
+    import random
+    import pandas as pd
+    root = tmp_path_factory.mktemp('tiny'); path = root/'imdb'; rng = random.Random(0); rows = []
+    for split in ('train', 'test'):
+        for lab in ('neg', 'pos'):
+            (path/split/lab).mkdir(parents=True)
+            for i in range(10):
+                text = ' '.join(rng.choice(WORDS) for _ in range(rng.randint(10, 40))).capitalize() + '.'
+                (path/split/lab/f'{i}.txt').write_text(text)
+                rows.append(dict(label=lab, text=text, is_valid=split == 'test'))
+    return path, pd.DataFrame(rows), root/'cache'
+
+
+def _dls(way, kind, path, df, cache):
+    from functools import partial
+    from fastai.data.block import DataBlock, CategoryBlock
+    from fastai.data.transforms import get_text_files, parent_label, GrandparentSplitter, RandomSplitter
+    from ulmfit_lib.clas_data import TextBlock, TextDataLoaders, clas_dls_from_corpus
+    from ulmfit_lib.tokenize import tokenize_folder
+    from ulmfit_lib.numericalize import corpus_vocab
+    from ulmfit_lib.lm_data import lm_dls_from_corpus
+    kw = dict(n_workers=0, cache_dir=cache)
+    if way == 'datablock' and kind == 'lm':
+        return DataBlock(blocks=TextBlock.from_folder(path, is_lm=True, **kw), get_items=get_text_files,
+                         splitter=RandomSplitter(0.1, seed=0)).dataloaders(path, bs=4, seq_len=10)
+    if way == 'datablock':
+        return DataBlock(blocks=(TextBlock.from_folder(path, **kw), CategoryBlock), get_y=parent_label,
+                         get_items=partial(get_text_files, folders=['train', 'test']),
+                         splitter=GrandparentSplitter(valid_name='test')).dataloaders(path, bs=4)
+    if way == 'textdataloaders' and kind == 'lm':
+        return TextDataLoaders.from_folder(path, is_lm=True, valid_pct=0.2, seed=0, bs=4, seq_len=10, **kw)
+    if way == 'textdataloaders':
+        return TextDataLoaders.from_df(df, text_col='text', label_col='label', valid_col='is_valid', bs=4, **kw)
+    trn = tokenize_folder(path/'train', progress=False, **kw)
+    vocab = corpus_vocab(trn, min_freq=1)
+    if kind == 'lm': return lm_dls_from_corpus(trn, vocab, bs=4, seq_len=10)
+    return clas_dls_from_corpus(trn, tokenize_folder(path/'test', progress=False, **kw), vocab, bs=4)
+
+
+@pytest.mark.parametrize('kind', ['lm', 'clas'])
+@pytest.mark.parametrize('way', ['datablock', 'textdataloaders', 'ids'])
+def test_export_load_learner_predict(tiny_reviews, tmp_path, way, kind):
+    "fastai's way: `learn.export()`, `load_learner(cpu=True)`, then `predict(text)` gives what the learner gave before export."
+    import warnings
+    from ulmfit_lib.all import load_learner
+    from ulmfit_lib.awd_lstm import awd_lstm_clas_config
+    path, df, cache = tiny_reviews
+    dls = _dls(way, kind, path, df, cache)
+    cfg = dict(emb_sz=8, n_hid=16, n_layers=2)
+    text = 'This movie was a great story, I loved it'
+    if kind == 'lm':
+        learn = language_model_learner(dls, AWD_LSTM, config=dict(awd_lstm_lm_config, **cfg), pretrained=False, path=tmp_path)
+    else:
+        learn = text_classifier_learner(dls, AWD_LSTM, config=dict(awd_lstm_clas_config, **cfg), pretrained=False, path=tmp_path)
+    def pred(l):
+        torch.manual_seed(0)
+        with l.no_bar(): return l.predict(text, n_words=5) if kind == 'lm' else l.predict(text)
+    before = pred(learn)
+    learn.export('exported.pkl')
+    assert len(learn.dls.train) > 0                      # the learner keeps its data after exporting
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')                  # fastai's "only load files you trust": loading is the point here
+        loaded = load_learner(tmp_path/'exported.pkl', cpu=True)
+    assert type(loaded) is type(learn) and len(loaded.dls.train) == 0
+    after = pred(loaded)
+    if kind == 'lm':
+        assert isinstance(after, str) and after == before and after.startswith('This movie was a great story')
+    else:
+        (lab, idx, probs), (lab2, idx2, probs2) = before, after
+        assert lab in ('neg', 'pos') and lab2 == lab and int(idx2) == int(idx) and probs.shape == (2,)
+        assert ['neg', 'pos'][int(idx)] == lab
+        torch.testing.assert_close(probs2, probs)

@@ -104,11 +104,11 @@ def test_docs_inputs():
 
 @pytest.mark.parametrize('docs,kw,msg', [
     ([], {}, 'no documents'),
-    ([[1, 2, 3]], dict(bs=0), 'bs must be a positive int, got 0'),
+    ([[1, 2, 3]], dict(bs=0), 'bs must be an int >= 1, got 0'),
     ([[1, 2, 3]], dict(bs=-2), 'got -2'),
-    ([[1, 2, 3]], dict(bs=2.5), 'bs must be a positive int, got 2.5'),
-    ([[1, 2, 3]], dict(bs=1, seq_len=None), 'seq_len must be a positive int, got None'),
-    ([[1, 2, 3]], dict(bs=1, seq_len=0), 'seq_len must be a positive int, got 0'),
+    ([[1, 2, 3]], dict(bs=2.5), 'bs must be an int >= 1, got 2.5'),
+    ([[1, 2, 3]], dict(bs=1, seq_len=None), 'seq_len must be an int >= 1, got None'),
+    ([[1, 2, 3]], dict(bs=1, seq_len=0), 'seq_len must be an int >= 1, got 0'),
     ([list(range(10)), []], dict(bs=64), r'10 tokens in 2 documents cannot fill bs=64 rows: need at least bs\+1=65'),
     ([list(range(64))], dict(bs=64), 'need at least bs\\+1=65 tokens'),
     ([np.zeros((2, 2), dtype=int)], {}, r'shape \(2, 2\)'),
@@ -172,3 +172,32 @@ def test_vary_seq_len_with_one_cycle():
     assert len(counts) == 3 and all(seen == n for seen, n, _ in counts)
     assert len(widths) > 3                                 # the batch lengths really vary
     assert abs(counts[-1][2] - 1) < 1e-6                   # the one-cycle schedule ends exactly at 100%
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=12), st.data())
+def test_split_docs_property(lens, data):
+    from ulmfit_lib.lm_data import split_docs
+    offs = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    ids = np.arange(offs[-1], dtype=np.int32)
+    idx = sorted(data.draw(st.sets(st.integers(0, len(lens) - 1))))
+    got_ids, got_offs = split_docs(ids, offs, idx)
+    exp = [ids[offs[i]:offs[i+1]].tolist() for i in idx]
+    assert [got_ids[got_offs[j]:got_offs[j+1]].tolist() for j in range(len(idx))] == exp
+
+
+def test_empty_loader_from_new():
+    "fastai's `Learner.export` calls `dls.new_empty()`: a loader made by `new` may hold no documents (no batches)."
+    from ulmfit_lib.lm_data import lm_dls_from_ids
+    docs = _docs([30] * 10)
+    dl = LMDataLoader(docs, bs=4, seq_len=5)
+    e = dl.new(dl.dataset[:0])
+    assert len(e) == 0 and list(e) == [] and e.seq_len == 5
+    ids = np.concatenate(docs); offs = np.arange(0, 301, 30)
+    vocab = ['xxunk', 'xxpad', 'xxbos', 'xxeos', 'xxfld', 'xxrep', 'xxwrep', 'xxup', 'xxmaj', 'the'] + [str(i) for i in range(10, 500)]
+    dls = lm_dls_from_ids(ids, offs, vocab, bs=4, seq_len=5, valid_pct=0.2)
+    empty = dls.new_empty()
+    assert len(empty.train) == 0 and len(empty.valid) == 0 and empty.train.dataset.vocab == vocab
+    t = dls.test_dl(['The 10 11'] * 3)                    # raw texts: tokenized and numericalized with the loaders' vocab
+    assert t.dataset[0][0].tolist() == [2, 8, 9, 10, 11]
+    with pytest.raises(ValueError, match='no documents'): LMDataLoader([])

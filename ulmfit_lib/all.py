@@ -23,3 +23,4 @@ from fastai.data.block import DataBlock, CategoryBlock, MultiCategoryBlock
 from fastai.data.transforms import (get_text_files, parent_label, GrandparentSplitter, RandomSplitter, ColReader, ColSplitter,
                                     IndexSplitter)
 from fastai.metrics import accuracy, Perplexity
+from fastai.learner import load_learner   # fastai's: loads `learn.export()` (a pickle: only files you trust)

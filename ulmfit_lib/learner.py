@@ -5,11 +5,10 @@
 # %% auto #0
 __all__ = ['atomic_torch_save', 'safe_torch_load', 'load_vocab_pickle', 'save_vocab_pickle', 'load_pretrained_files',
            'match_embeds', 'load_state_checked', 'get_encoder', 'TextLearner', 'LMLearner', 'language_model_learner',
-           'text_classifier_learner', 'lm_dls_from_ids', 'lm_dls_from_corpus', 'corpus_labels', 'clas_dls_from_ids',
-           'clas_dls_from_corpus', 'pretrain_lm', 'save_lm_pretrained']
+           'text_classifier_learner', 'pretrain_lm', 'save_lm_pretrained']
 
 # %% ../nbs/06_learner.ipynb #92cf9f50
-import os, pickle, tempfile, zipfile
+import pickle, warnings, zipfile
 from pathlib import Path
 import numpy as np
 import torch
@@ -22,29 +21,20 @@ from fastai.data.core import DataLoaders
 from fastai.torch_core import get_model
 from fastai.text.learner import decode_spec_tokens
 from .tokenize import UNK, PAD, BOS, TokCorpus, tokenize1, tokenize_corpus, tokenize_folder
-from .numericalize import corpus_vocab, numericalize_corpus
-from .lm_data import LMDataLoader
-from .clas_data import SortedDL
+from .numericalize import corpus_vocab
+from .files import atomic_write
+from .lm_data import lm_dls_from_ids, lm_dls_from_corpus
+from .clas_data import corpus_labels, clas_dls_from_ids, clas_dls_from_corpus
+# the old names, for `ulmfit.py` until it imports `split_docs` from `lm_data` and `atomic_write` from `files`
+from .lm_data import split_docs as _split_docs
+from .files import atomic_write as _atomic_write
 from .awd_lstm import (AWD_LSTM, LinearDecoder, get_language_model, get_text_classifier, awd_lstm_lm_split, awd_lstm_clas_split,
                        awd_lstm_lm_config, generate)
 
 # %% ../nbs/06_learner.ipynb #c85a440d
-def _atomic_write(file, write):
-    "Call `write(tmp_path)` for a temporary file next to `file`, then move it onto `file` (atomic)."
-    file = Path(file)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{file.name}.', suffix='.tmp', dir=file.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, file)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-    return file
-
 def atomic_torch_save(obj, file, pickle_protocol=2):
-    "`torch.save(obj, file)` through a temporary file and `os.replace`: `file` is never half-written."
-    return _atomic_write(file, lambda tmp: torch.save(obj, tmp, pickle_protocol=pickle_protocol))
+    "`torch.save(obj, file)` through `atomic_write` (`00_files`): `file` is never half-written."
+    return atomic_write(file, lambda tmp: torch.save(obj, tmp, pickle_protocol=pickle_protocol))
 
 def _fastai_safe_globals():
     "The extra types fastai's `load_model` admits in optimizer states: fastcore's `L` and numpy scalars/dtypes."
@@ -90,7 +80,7 @@ def save_vocab_pickle(vocab, fname):
     if not all(isinstance(o, str) for o in vocab): raise ValueError('a vocab must be a list of str')
     def write(tmp):
         with open(tmp, 'wb') as f: pickle.dump(vocab, f, protocol=2)
-    return _atomic_write(fname, write)
+    return atomic_write(fname, write)
 
 # %% ../nbs/06_learner.ipynb #44a46c6b
 def load_pretrained_files(wgts_fname, vocab_fname):
@@ -104,6 +94,8 @@ def load_pretrained_files(wgts_fname, vocab_fname):
     n = wgts['0.encoder.weight'].shape[0]
     if n != len(vocab):
         raise ValueError(f'{wgts_fname} has an embedding of {n} rows but {vocab_fname} has {len(vocab)} tokens')
+    if '1.decoder.bias' in wgts and wgts['1.decoder.bias'].shape[0] != len(vocab):
+        raise ValueError(f"{wgts_fname} has a decoder bias of {wgts['1.decoder.bias'].shape[0]} entries but {vocab_fname} has {len(vocab)} tokens")
     return wgts, vocab
 
 # %% ../nbs/06_learner.ipynb #6ce63b2a
@@ -135,20 +127,22 @@ def _vocab_size(sd):
     w = sd.get('encoder.weight', sd.get('0.encoder.weight'))
     return None if w is None else w.shape[0]
 
-def load_state_checked(model, wgts, what='weights'):
-    "Load `wgts` into `model` (strict); `ValueError` naming the parameter and both shapes on a mismatch."
+def load_state_checked(model, wgts, what='weights', strict=True):
+    "Load `wgts` into `model`; `ValueError` naming the parameter and both shapes on a mismatch (keys too, if `strict`)."
+    if not isinstance(wgts, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in wgts.items()):
+        raise ValueError(f'{what} is not a state dict of tensors (found a {type(wgts).__name__})')
     wgts = _clean_raw_keys(wgts)
     sd = model.state_dict()
     missing, unexpected = [k for k in sd if k not in wgts], [k for k in wgts if k not in sd]
-    if missing or unexpected:
+    if strict and (missing or unexpected):
         raise ValueError(f'{what} do not fit this model: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}')
     for k, v in sd.items():
-        if tuple(wgts[k].shape) != tuple(v.shape):
+        if k in wgts and tuple(wgts[k].shape) != tuple(v.shape):
             ov, nv = _vocab_size(wgts), _vocab_size(sd)
             extra = f' (vocab of {ov} tokens vs {nv})' if ov != nv else ''
             raise ValueError(f'{what} do not fit this model{extra}: {k} has shape {tuple(wgts[k].shape)} in the file '
                              f'and {tuple(v.shape)} in the model')
-    model.load_state_dict(wgts)
+    model.load_state_dict(wgts, strict=strict)
     return model
 
 # %% ../nbs/06_learner.ipynb #2092e9b2
@@ -175,23 +169,31 @@ class TextLearner(Learner):
         if isinstance(file, Path) and file.suffix: return file
         return self.path/self.model_dir/f'{file}.pth'
 
+    def _map_location(self, device):
+        "Where `torch.load` puts the tensors, as fastai decides: `device`, else the loaders' device, else the CPU"
+        if isinstance(device, int): return torch.device('cuda', device)
+        if device is None: device = getattr(self.dls, 'device', None)
+        return 'cpu' if device is None else device
+
     def save(self, file, with_opt=True, pickle_protocol=2):
         "Save model (and optimizer) to `path/model_dir/file.pth`, atomically."
         file = self._file(file)
-        _atomic_write(file, lambda tmp: save_model(tmp, self.model, getattr(self, 'opt', None), with_opt=with_opt,
+        atomic_write(file, lambda tmp: save_model(tmp, self.model, getattr(self, 'opt', None), with_opt=with_opt,
                                                    pickle_protocol=pickle_protocol))
         return file
 
     def load(self, file, device=None, with_opt=True, strict=True):
-        "Load a checkpoint written by `save` (weights only; `ValueError` naming shapes on a mismatch)."
+        "Load a checkpoint written by `save` (weights only; `ValueError` naming shapes on a mismatch), as fastai's `load`."
         file = self._file(file)
-        state = safe_torch_load(file, map_location='cpu', opt_globals=True)
+        state = safe_torch_load(file, map_location=self._map_location(device), opt_globals=True)
         hasopt = isinstance(state, dict) and set(state) == {'model', 'opt'}
-        load_state_checked(get_model(self.model), state['model'] if hasopt else state, what=f'{file}')
+        load_state_checked(get_model(self.model), state['model'] if hasopt else state, what=f'{file}', strict=strict)
         if hasopt and with_opt:
             if self.opt is None: self.create_opt()
             try: self.opt.load_state_dict(state['opt'])
-            except Exception: pass  # a different parameter grouping: keep the fresh optimizer
+            except Exception as e: warnings.warn(f'Could not load the optimizer state of {file} ({type(e).__name__}: {e}); '
+                                                 'the optimizer starts afresh')
+        elif with_opt: warnings.warn(f"{file} doesn't contain an optimizer state.")
         return self
 
     def save_encoder(self, file):
@@ -201,7 +203,7 @@ class TextLearner(Learner):
     def load_encoder(self, file, device=None):
         "Load the encoder saved by `save_encoder`; `ValueError` naming both sizes if it does not fit; then `freeze`."
         file = self._file(file)
-        wgts = safe_torch_load(file)
+        wgts = safe_torch_load(file, map_location=self._map_location(device))
         load_state_checked(get_encoder(self.model), wgts, what=f'the encoder {file}')
         self.freeze()
         return self
@@ -296,59 +298,6 @@ def text_classifier_learner(dls, arch, seq_len=72, config=None, backwards=False,
             learn.pretrained_from = str(fnames[0])
         learn.freeze()
     return learn
-
-# %% ../nbs/06_learner.ipynb #bae138ca
-def _split_docs(ids, offsets, idx):
-    "Documents `idx` of `(ids, offsets)` as a new contiguous `(ids, offsets)`."
-    idx = np.asarray(idx, dtype=np.int64)
-    starts, lens = offsets[idx], offsets[idx+1] - offsets[idx]
-    if len(idx) == 0: return ids[:0], np.zeros(1, np.int64)
-    pos = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(lens.sum())
-    return ids[pos], np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-
-def lm_dls_from_ids(ids, offsets, vocab, bs=64, seq_len=72, valid_pct=0.1, seed=42, backwards=False, device=None):
-    "Language-model `DataLoaders` over the documents `ids[offsets[i]:offsets[i+1]]`, a random `valid_pct` of them held out."
-    if not 0 < valid_pct < 1: raise ValueError(f'valid_pct must be in (0, 1), got {valid_pct!r}')
-    offsets = np.asarray(offsets, dtype=np.int64)
-    n = len(offsets) - 1
-    n_val = max(1, int(round(n * valid_pct)))
-    if n - n_val < 1: raise ValueError(f'{n} documents are too few to hold out {valid_pct:.0%} for validation')
-    perm = np.random.default_rng(seed).permutation(n)
-    trn, val = _split_docs(ids, offsets, np.sort(perm[n_val:])), _split_docs(ids, offsets, np.sort(perm[:n_val]))
-    kw = dict(bs=bs, seq_len=seq_len, vocab=list(vocab), backwards=backwards)
-    return DataLoaders(LMDataLoader.from_ids(*trn, shuffle=True, seed=seed, **kw),
-                       LMDataLoader.from_ids(*val, **kw), device=device)
-
-def lm_dls_from_corpus(corpus, vocab, **kwargs):
-    "`lm_dls_from_ids` of a `TokCorpus` numericalized with `vocab` (one vectorized remap)."
-    return lm_dls_from_ids(*numericalize_corpus(corpus, vocab), vocab, **kwargs)
-
-def corpus_labels(corpus, classes=('neg', 'pos')):
-    "Label ids of the documents of a folder corpus: index in `classes` of each file's parent folder name."
-    if corpus.files is None: raise ValueError('the corpus has no file list: tokenize it with `tokenize_folder`/`tokenize_corpus` of Paths')
-    o2i = {c: i for i, c in enumerate(classes)}
-    names = [Path(f).parent.name for f in corpus.files]
-    bad = sorted(set(names) - set(o2i))
-    if bad: raise ValueError(f'labels {bad} are not among the classes {list(classes)}')
-    return torch.tensor([o2i[n] for n in names])
-
-def clas_dls_from_ids(train, valid, vocab, bs=64, seq_len=72, n_classes=2, seed=42, device=None):
-    "Classifier `DataLoaders` (sorted, padded batches); `train`/`valid` are `(ids, offsets, labels)` triples."
-    def dl(t, shuffle, b):
-        ids, offs, y = t
-        offs = np.asarray(offs, dtype=np.int64)
-        if len(y) != len(offs) - 1: raise ValueError(f'{len(y)} labels for {len(offs)-1} documents')
-        return SortedDL(arrays=(ids, offs[:-1], np.diff(offs)), labels=torch.as_tensor(np.asarray(y), dtype=torch.long),
-                        bs=b, shuffle=shuffle, seed=seed if shuffle else None, seq_len=seq_len, vocab=list(vocab))
-    dls = DataLoaders(dl(train, True, bs), dl(valid, False, bs*2), device=device)
-    dls.c = n_classes
-    return dls
-
-def clas_dls_from_corpus(train, valid, vocab, classes=('neg', 'pos'), **kwargs):
-    "`clas_dls_from_ids` of two folder corpora, labels from the parent folder names."
-    t = (*numericalize_corpus(train, vocab), corpus_labels(train, classes))
-    v = (*numericalize_corpus(valid, vocab), corpus_labels(valid, classes))
-    return clas_dls_from_ids(t, v, vocab, n_classes=len(classes), **kwargs)
 
 # %% ../nbs/06_learner.ipynb #43670448
 def _as_corpus(source, n_workers=None, cache_dir=None):
