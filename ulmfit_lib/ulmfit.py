@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import numpy as np
 import torch
-from fastcore.basics import noop
+from fastai.imports import noop            # the `noop` that `Learner.no_logging` sets
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import ProgressCallback
 from fastprogress.fastprogress import IN_NOTEBOOK
@@ -304,17 +304,18 @@ def _subset(part, frac, seed):
     return (*_split_docs(part[0], part[1], idx), *[y[idx] for y in part[2:]])
 
 class LossHistory(Callback):
-    "Every fit's losses end to end (all phases of gradual unfreezing): `train` per batch, `valid` as `[batch, loss]` per epoch."
+    "Every fit's losses end to end (all phases of gradual unfreezing): train per batch, valid as `[batch, loss]` per epoch."
     order = 55                       # after the `Recorder`
-    def __init__(self): self.train, self.valid, self.phases, self.label = [], [], [], ''
+    def __init__(self): self.trn_losses, self.val_losses, self.phases, self.label = [], [], [], ''
     def after_fit(self):
         rec = self.learn.recorder
         if not rec.losses: return    # `validate()` and `get_preds()` run a fit's events too, with no training
-        n0 = len(self.train)
-        self.train += [float(l) for l in rec.losses]
-        self.valid += [[n0 + it, float(v[1])] for it, v in zip(rec.iters, rec.values) if len(v) > 1]
-        self.phases.append(dict(label=self.label, start=n0, epochs=len(rec.values), planned=self.n_epoch, batches=len(self.dls.train)))
-    def curves(self): return dict(train=self.train, valid=self.valid, phases=self.phases)
+        n0 = len(self.trn_losses)
+        self.trn_losses += [float(l) for l in rec.losses]
+        self.val_losses += [[n0 + it, float(v[1])] for it, v in zip(rec.iters, rec.values) if len(v) > 1]
+        self.phases.append(dict(label=self.label, start=n0, epochs=len(rec.values), planned=self.learn.n_epoch,
+                                batches=len(self.learn.dls.train)))
+    def curves(self): return dict(train=self.trn_losses, valid=self.val_losses, phases=self.phases)
 
 class EpochTable(Callback):
     "fastai's table of results with no progress bars: one printed line per epoch (for logs that are not a terminal)."
