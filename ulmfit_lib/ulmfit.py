@@ -186,6 +186,17 @@ def _check_cache_target(folder):
         raise FileExistsError(f'{folder} exists and is not a corpus cache written by ulmfit_lib: refusing to replace it '
                               '(move it away or choose another folder)')
 
+def _check_settings(data, p, source):
+    "`ValueError` naming the fields if `data` was made with other data settings than the profile `p`."
+    if data.settings is None:
+        raise ValueError(f'{source} does not record the settings it was made with (an older version): rebuild it with --make-cache')
+    want = p.data_settings()
+    diff = {k: (data.settings.get(k), v) for k, v in want.items() if data.settings.get(k) != v}
+    if diff:
+        raise ValueError(f'{source} was made with other data settings: ' +
+                         ', '.join(f'{k}={a!r} (this run: {b!r})' for k, (a, b) in sorted(diff.items())) +
+                         '; use another --corpus-cache folder or the same settings')
+
 
 # %% ../nbs/07_ulmfit.ipynb #9dfe88a3
 def save_corpus_cache(data, folder):
@@ -454,17 +465,6 @@ def _begin_run(out, status):
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out/'running.json', status)
     (out/'report.json').unlink(missing_ok=True)    # from now on `out` never shows an old report beside new weights
-
-def _check_settings(data, p, source):
-    "`ValueError` naming the fields if `data` was made with other data settings than the profile `p`."
-    if data.settings is None:
-        raise ValueError(f'{source} does not record the settings it was made with (an older version): rebuild it with --make-cache')
-    want = p.data_settings()
-    diff = {k: (data.settings.get(k), v) for k, v in want.items() if data.settings.get(k) != v}
-    if diff:
-        raise ValueError(f'{source} was made with other data settings: ' +
-                         ', '.join(f'{k}={a!r} (this run: {b!r})' for k, (a, b) in sorted(diff.items())) +
-                         '; use another --corpus-cache folder or the same settings')
 
 def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None, time_budget=None, control=True,
                device=None, n_workers=None, log=print, data=None, **overrides):
