@@ -202,7 +202,9 @@ def test_interrupt_in_process(tiny_cache, tmp_path, monkeypatch, capsys):
     def stop(*a, **k): raise KeyboardInterrupt
     monkeypatch.setattr(U, '_lm_stage', stop)
     args = ['--profile', 'smoke', '--corpus-cache', str(tiny_cache), '--device', 'cpu', '--set', *TINY]
-    assert main(['--out', str(out), *args]) == 130
+    try: rc = main(['--out', str(out), *args])
+    except KeyboardInterrupt: pytest.fail('KeyboardInterrupt escaped main()')
+    assert rc == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('ulmfit-imdb: interrupted') and str(out) in err[0], err
     assert not (out/'report.json').exists()
