@@ -9,7 +9,7 @@ __all__ = ['DATA_FIELDS', 'PROFILES', 'CACHE_FORMAT', 'CACHE_PARTS', 'REPORT_KEY
 
 # %% ../nbs/07_ulmfit.ipynb #2f27c935
 import argparse, json, math, os, platform, shutil, sys, tempfile, time, zipfile, zlib
-from dataclasses import dataclass, field, fields, asdict
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from fastai.metrics import accuracy, Perplexity
 from .files import atomic_write, mark_ours, is_ours, replace_dir, remove_stale, current_umask, check_number
 from .data import get_imdb, imdb_sample, IMDB_ENV, IMDB_COUNTS
 from .tokenize import TokCorpus, tokenize_corpus, tokenize_folder
-from .numericalize import corpus_vocab, numericalize_corpus, _vocab_from_counts
+from .numericalize import numericalize_corpus, _vocab_from_counts
 from .awd_lstm import AWD_LSTM, awd_lstm_lm_config, awd_lstm_clas_config
 from .learner import (language_model_learner, text_classifier_learner, lm_dls_from_ids, clas_dls_from_ids,
                                 corpus_labels, save_lm_pretrained, _split_docs)
@@ -195,7 +195,7 @@ def _check_settings(data, p, source):
     if diff:
         raise ValueError(f'{source} was made with other data settings: ' +
                          ', '.join(f'{k}={a!r} (this run: {b!r})' for k, (a, b) in sorted(diff.items())) +
-                         '; use another --corpus-cache folder or the same settings')
+                         '; use the same settings, another --corpus-cache folder, or rebuild it with --make-cache')
 
 
 # %% ../nbs/07_ulmfit.ipynb #9dfe88a3
@@ -477,7 +477,7 @@ def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None,
     out = Path(out).expanduser()
     cache = None if corpus_cache is None else Path(corpus_cache).expanduser()
     # the data, or what is wrong with it, before anything is written
-    t0 = time.monotonic()
+    t0, how = time.monotonic(), None
     if data is not None:
         if data.settings is not None: _check_settings(data, p, 'the data given')
         how = 'given'
@@ -488,7 +488,7 @@ def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None,
     status = dict(status='running', started=time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()), pid=os.getpid(),
                   profile=p.name, note='a run in progress, or one that stopped: report.json is written at the end')
     _begin_run(out, status)
-    try: report = _run_stages(p, data, how if data is not None else None, t0, t_start, archive, out, cache, time_budget,
+    try: report = _run_stages(p, data, how, t0, t_start, archive, out, cache, time_budget,
                               control, device, n_workers, log)
     except BaseException as e:        # Ctrl-C included: `out` says the run did not finish
         status.update(status='interrupted' if isinstance(e, KeyboardInterrupt) else 'failed', error=repr(e)[:1000],
