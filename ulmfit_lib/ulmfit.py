@@ -9,6 +9,7 @@ __all__ = ['DATA_FIELDS', 'PROFILES', 'CACHE_FORMAT', 'CACHE_PARTS', 'REPORT_KEY
 
 # %% ../nbs/07_ulmfit.ipynb #2f27c935
 import argparse, json, math, os, platform, shutil, sys, tempfile, time, zipfile, zlib
+from collections import Counter
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
@@ -21,7 +22,7 @@ from fastai.metrics import accuracy, Perplexity
 from .files import atomic_write, mark_ours, is_ours, replace_dir, remove_stale, current_umask, check_number
 from .data import get_imdb, imdb_sample, IMDB_ENV, IMDB_COUNTS
 from .tokenize import TokCorpus, tokenize_corpus, tokenize_folder
-from .numericalize import numericalize_corpus, _vocab_from_counts
+from .numericalize import make_vocab, numericalize_corpus
 from .awd_lstm import AWD_LSTM, awd_lstm_lm_config, awd_lstm_clas_config
 from .learner import (language_model_learner, text_classifier_learner, lm_dls_from_ids, clas_dls_from_ids,
                                 corpus_labels, save_lm_pretrained, _split_docs)
@@ -136,15 +137,9 @@ def prepare_imdb(profile, archive=None, n_workers=None, cache_dir=None):
     path = get_imdb(archive)
     corpora = _tokenized_parts(profile, path, n_workers=n_workers, cache_dir=cache_dir)
     lm_parts = [c for k, c in corpora.items() if k in ('unsup', 'lm')]
-    # counts of every token over the LM texts, in first-seen order (as fastai's Counter)
-    index, counts = {}, []
-    for c in lm_parts:
-        for t, n in zip(c.vocab, c.counts.tolist()):
-            i = index.setdefault(t, len(index))
-            if i == len(counts): counts.append(0)
-            counts[i] += n
-    vocab = _vocab_from_counts(list(index), np.array(counts, dtype=np.int64), min_freq=profile.min_freq,
-                               max_vocab=profile.max_vocab)
+    count = Counter()   # every token over the LM texts, in first-seen order (as fastai's Counter)
+    for c in lm_parts: count.update(dict(zip(c.vocab, c.counts.tolist())))
+    vocab = make_vocab(count, min_freq=profile.min_freq, max_vocab=profile.max_vocab)
     parts = {}
     for k, c in corpora.items():
         ids, offs = numericalize_corpus(c, vocab)
