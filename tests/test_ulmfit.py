@@ -232,6 +232,11 @@ def test_cache_never_replaces_a_foreign_folder(tiny_cache, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(proj) in err[0] and time.monotonic() - t < 5
     assert sorted(os.listdir(proj)) == ['notes.txt']
+    # the run folder is not a cache folder (the cache would replace it)
+    for c in (tmp_path/'o', tmp_path):
+        with pytest.raises(ValueError, match='would hold the run folder'):
+            run_ulmfit(_tiny_profile(), out=tmp_path/'o', corpus_cache=c, device='cpu', log=lambda s: None)
+    assert not (tmp_path/'o').exists()
     # a cache of ours is replaced, and so is one written before the marker existed (a valid meta.json)
     c = save_corpus_cache(data, tmp_path/'c')
     assert (c/OWNER_MARKER).is_file()

@@ -471,6 +471,8 @@ def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None,
         raise ValueError(f'time_budget must be a positive number of seconds, got {time_budget!r}')
     out = Path(out).expanduser()
     cache = None if corpus_cache is None else Path(corpus_cache).expanduser()
+    if cache is not None and (cache.resolve() == out.resolve() or cache.resolve() in out.resolve().parents):
+        raise ValueError(f'the corpus cache {cache} would hold the run folder {out}: choose another --corpus-cache')
     # the data, or what is wrong with it, before anything is written
     t0, how = time.monotonic(), None
     if data is not None:
