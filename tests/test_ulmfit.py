@@ -1,9 +1,10 @@
 "The `ulmfit-imdb` job: bad input, the corpus-cache path with a time budget (as on the GPU machine), atomic outputs."
-import json
+import json, math, os, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
 import ulmfit_lib.ulmfit as U
+from ulmfit_lib.files import OWNER_MARKER, current_umask
 from ulmfit_lib.ulmfit import (main, get_profile, prepare_imdb, save_corpus_cache, load_corpus_cache, run_ulmfit,
                                fit_budget, IMDbData)
 
@@ -11,11 +12,12 @@ TINY = ['n_unsup=30', 'n_lm=30', 'n_train=30', 'n_valid=20', 'max_vocab=400', 'e
         'seq_len=20', 'clas_bs=8', 'clas_epochs=[1,1,0,1]', 'lm1_epochs=2', 'lm2_epochs=2']
 
 
-def _tiny_profile():
+def _tiny_profile(**more):
+    "The profile the `TINY` flags give (the one `tiny_cache` was made with), with `more` changes."
     kv = {}
     for s in TINY:
         k, v = s.split('='); kv[k] = tuple(json.loads(v)) if v.startswith('[') else json.loads(v)
-    return get_profile('smoke', **kv)
+    return get_profile('smoke', **{**kv, **more})
 
 
 @pytest.fixture(scope='module')
@@ -93,7 +95,7 @@ def test_failed_stage_writes_no_report(tiny_cache, tmp_path, monkeypatch):
 
 def test_budget_shrinks_schedule(tiny_cache, tmp_path):
     "With a budget far below the planned schedule (50 epochs per LM stage), the LM stages train less."
-    p = get_profile('tiny', lm1_epochs=50, lm2_epochs=50)
+    p = _tiny_profile(lm1_epochs=50, lm2_epochs=50)     # the cache's data settings (a `tiny` profile would be refused)
     rep = run_ulmfit(p, out=tmp_path/'r', corpus_cache=tiny_cache, control=False, device='cpu', time_budget=1e-3,
                      log=lambda s: None)
     for r in (rep['lm'], rep['lm']['general']):
@@ -104,3 +106,227 @@ def test_budget_shrinks_schedule(tiny_cache, tmp_path):
                                             (10, 4, 1., 25, (1.0, 2)), (10, 4, 1., 1, (0.1, 1)), (10, 1, 1., 0, (0.02, 1))])
 def test_fit_budget(n, e, spb, b, exp):
     assert fit_budget(n, e, spb, b) == pytest.approx(exp)
+
+
+# ---- issue 17: nothing lost, nothing silently wrong ----------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+PLOTS = ['stage1_lm_loss', 'stage2_lm_loss', 'stage3_clas_loss']
+
+
+def _job(*args):
+    "The job as a subprocess (`python -m ulmfit_lib.ulmfit`) with this worktree's package and pipes for stdout/stderr."
+    env = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND='Agg')
+    return [sys.executable, '-m', 'ulmfit_lib.ulmfit', '--profile', 'smoke', '--device', 'cpu', *args], env
+
+
+@pytest.fixture(scope='module')
+def piped_run(tiny_cache, tmp_path_factory):
+    "One finished run of the job with stdout to a pipe, as in `ulmfit-imdb ... > log.txt`: `(out, stdout, stderr)`."
+    out = tmp_path_factory.mktemp('piped')/'run'
+    cmd, env = _job('--corpus-cache', str(tiny_cache), '--out', str(out), '--set', *TINY)
+    r = subprocess.run(cmd, capture_output=True, env=env, cwd=out.parent, timeout=600)   # minutes only on a loaded machine
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    return out, r.stdout, r.stderr
+
+
+def test_log_not_a_terminal(piped_run):
+    "No progress-bar frames in a log file: one table row per epoch and the stage summaries."
+    out, so, se = piped_run
+    assert b'\r' not in so and b'\r' not in se
+    assert len(so) < 20_000, len(so)
+    lines = so.decode().splitlines()
+    rows = [l for l in lines if re.match(r'\d+\s+\d', l)]
+    # 2 + 2 LM epochs, classifier and control: 3 phases of one epoch each
+    assert len(rows) == 2 + 2 + 3 + 3, lines
+    assert sum(l.startswith('epoch') for l in lines) == 1 + 1 + 3 + 3    # fastai's header, once per fit
+    for s in ('stage 1:', 'stage 2:', 'classifier:', 'control:', 'report:'): assert any(l.startswith(s) for l in lines), s
+
+
+def test_plots_show_every_fit(piped_run):
+    "The plots hold the fits' own history: a train point per batch, a valid point per epoch, every unfreezing phase."
+    out = piped_run[0]
+    curves = json.loads((out/'losses.json').read_text())
+    assert set(curves) == set(PLOTS)
+    for name, epochs in zip(PLOTS, ([2], [2], [1, 1, 1])):
+        c = curves[name]
+        assert [ph['epochs'] for ph in c['phases']] == epochs
+        assert len(c['train']) == sum(ph['epochs'] * ph['batches'] for ph in c['phases']) > len(epochs)
+        assert [ph['start'] for ph in c['phases']] == np.cumsum([0] + [ph['epochs'] * ph['batches'] for ph in c['phases']])[:-1].tolist()
+        assert len(c['valid']) == sum(epochs)
+        xs = [x for x, _ in c['valid']]
+        assert xs == sorted(xs) and xs[-1] == len(c['train'])
+        assert all(math.isfinite(v) and v > 0 for v in c['train'] + [v for _, v in c['valid']])
+        assert (out/f'{name}.png').stat().st_size > 5000
+
+
+def test_outputs_have_plain_modes(piped_run, tiny_cache):
+    "Outputs get the mode `open()` would give (not mkstemp's 0600): report, plots, the corpus cache."
+    out, um = piped_run[0], current_umask()
+    for f in ['report.json', 'losses.json', *[f'{n}.png' for n in PLOTS]]:
+        assert (out/f).stat().st_mode & 0o777 == 0o666 & ~um, f
+    assert tiny_cache.stat().st_mode & 0o777 == 0o777 & ~um
+    for f in tiny_cache.iterdir(): assert f.stat().st_mode & 0o777 == 0o666 & ~um, f
+    assert not (out/'running.json').exists()
+
+
+def test_sigint_exits_130_without_a_mixed_out(piped_run, tiny_cache, tmp_path):
+    "Ctrl-C during a run over a finished one: the old report is gone at once, exit 130, one line, no traceback."
+    run = tmp_path/'run'; shutil.copytree(piped_run[0], run)
+    assert (run/'report.json').exists()
+    cmd, env = _job('--corpus-cache', str(tiny_cache), '--out', str(run), '--set', *TINY, 'lm1_epochs=500')
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    try:
+        t = time.monotonic()
+        while not (run/'running.json').exists():
+            assert p.poll() is None and time.monotonic() - t < 120, 'the run never marked itself as running'
+            time.sleep(0.05)
+        assert not (run/'report.json').exists()          # gone before any new weights are written
+        time.sleep(1.5)
+        p.send_signal(signal.SIGINT)
+        so, se = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None: p.kill()
+    assert p.returncode == 130, se.decode()[-3000:]
+    err = se.decode().strip().splitlines()
+    assert 'Traceback' not in se.decode() and err[-1].startswith('ulmfit-imdb: interrupted'), err
+    assert not (run/'report.json').exists()
+    assert json.loads((run/'running.json').read_text())['status'] == 'interrupted'
+
+
+def test_interrupt_in_process(tiny_cache, tmp_path, monkeypatch, capsys):
+    "KeyboardInterrupt anywhere in the run: exit 130 and one line; our old report is removed, a foreign one refused."
+    out = tmp_path/'run'; out.mkdir()
+    old = dict(profile='smoke', device='cpu', data={}, lm={}, classifier={}, total_seconds=1.0)
+    (out/'report.json').write_text(json.dumps(old))
+    def stop(*a, **k): raise KeyboardInterrupt
+    monkeypatch.setattr(U, '_lm_stage', stop)
+    args = ['--profile', 'smoke', '--corpus-cache', str(tiny_cache), '--device', 'cpu', '--set', *TINY]
+    try: rc = main(['--out', str(out), *args])
+    except KeyboardInterrupt: pytest.fail('KeyboardInterrupt escaped main()')
+    assert rc == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('ulmfit-imdb: interrupted') and str(out) in err[0], err
+    assert not (out/'report.json').exists()
+    assert json.loads((out/'running.json').read_text())['status'] == 'interrupted'
+    # a report.json the library did not write is neither removed nor overwritten
+    mine = tmp_path/'mine'; mine.mkdir(); (mine/'report.json').write_text('my notes')
+    assert main(['--out', str(mine), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(mine/'report.json') in err[0], err
+    assert (mine/'report.json').read_text() == 'my notes' and sorted(os.listdir(mine)) == ['report.json']
+
+
+def test_cache_never_replaces_a_foreign_folder(tiny_cache, tmp_path, capsys):
+    data = load_corpus_cache(tiny_cache)
+    proj = tmp_path/'proj'; proj.mkdir(); (proj/'notes.txt').write_text('mine')
+    with pytest.raises(FileExistsError, match=re.escape(str(proj))): save_corpus_cache(data, proj)
+    assert sorted(os.listdir(proj)) == ['notes.txt'] and (proj/'notes.txt').read_text() == 'mine'
+    f = tmp_path/'file'; f.write_text('x')
+    with pytest.raises(FileExistsError, match=re.escape(str(f))): save_corpus_cache(data, f)
+    assert f.read_text() == 'x'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['file', 'proj']      # no temporary folder left
+    # the job refuses before any work, naming the folder
+    t = time.monotonic()
+    assert main(['--profile', 'smoke', '--corpus-cache', str(proj), '--out', str(tmp_path/'o'), '--set', *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(proj) in err[0] and time.monotonic() - t < 5
+    assert sorted(os.listdir(proj)) == ['notes.txt']
+    # the run folder is not a cache folder (the cache would replace it)
+    for c in (tmp_path/'o', tmp_path):
+        with pytest.raises(ValueError, match='would hold the run folder'):
+            run_ulmfit(_tiny_profile(), out=tmp_path/'o', corpus_cache=c, device='cpu', log=lambda s: None)
+    assert not (tmp_path/'o').exists()
+    # a cache of ours is replaced, and so is one written before the marker existed (a valid meta.json)
+    c = save_corpus_cache(data, tmp_path/'c')
+    assert (c/OWNER_MARKER).is_file()
+    save_corpus_cache(data, c)
+    (c/OWNER_MARKER).unlink()
+    save_corpus_cache(data, c)
+    assert load_corpus_cache(c).counts() == data.counts()
+
+
+def test_cache_of_other_settings_is_refused(tiny_cache, tmp_path, capsys):
+    "A cache made with other data settings is never used silently: `ValueError` naming the differing fields."
+    p = _tiny_profile(n_train=40, min_freq=2)
+    with pytest.raises(ValueError, match=r'min_freq.*n_train|n_train.*min_freq'):
+        run_ulmfit(p, out=tmp_path/'o', corpus_cache=tiny_cache, device='cpu', log=lambda s: None)
+    assert not (tmp_path/'o'/'report.json').exists() and not (tmp_path/'o'/'models').exists()
+    assert main(['--profile', 'tiny', '--corpus-cache', str(tiny_cache), '--out', str(tmp_path/'o2')]) == 2
+    err = capsys.readouterr().err
+    assert 'n_unsup' in err and 'n_train' in err and str(tiny_cache) in err
+    # the settings are in meta.json; a cache without them (an older version) cannot be checked: refused too
+    meta = json.loads((tiny_cache/'meta.json').read_text())
+    assert meta['settings']['n_train'] == 30 and meta['settings']['max_vocab'] == 400
+    old = tmp_path/'old'; shutil.copytree(tiny_cache, old)
+    del meta['settings']; (old/'meta.json').write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match='settings'):
+        run_ulmfit(_tiny_profile(), out=tmp_path/'o3', corpus_cache=old, device='cpu', log=lambda s: None)
+
+
+def _resave(file, **arrays):
+    with np.load(file) as z: d = dict(z)
+    np.savez_compressed(file, **{**d, **arrays})
+
+
+def _zip_damage(file, how):
+    raw = bytearray(file.read_bytes()); i = raw.find(b'PK\x01\x02')      # the first member's central directory entry
+    if how == 'method': raw[i+10:i+12] = (99).to_bytes(2, 'little')        # -> NotImplementedError
+    elif how == 'encrypted': raw[i+8] |= 1                                 # -> RuntimeError
+    else:                                                                  # garbage deflate stream -> zlib.error
+        n, m = (int.from_bytes(raw[26+k:28+k], 'little') for k in (0, 2))
+        raw[30+n+m:34+n+m] = b'\xff' * 4
+    file.write_bytes(bytes(raw))
+
+
+DAMAGES = {
+    'meta_list': (lambda d: (d/'meta.json').write_text('[]'), 'meta.json'),
+    'meta_parts': (lambda d: (d/'meta.json').write_text(json.dumps({**json.loads((d/'meta.json').read_text()), 'parts': 'valid'})), 'meta.json'),
+    'vocab_dict': (lambda d: (d/'vocab.json').write_text('{"a": 1}'), 'vocab.json'),
+    'zlib': (lambda d: _zip_damage(d/'valid.npz', 'zlib'), 'valid.npz'),
+    'method': (lambda d: _zip_damage(d/'valid.npz', 'method'), 'valid.npz'),
+    'encrypted': (lambda d: _zip_damage(d/'valid.npz', 'encrypted'), 'valid.npz'),
+    'labels': (lambda d: _resave(d/'valid.npz', labels=np.full(20, 5, np.int8)), 'valid.npz'),
+    'labels_float': (lambda d: _resave(d/'valid.npz', labels=np.full(20, 0.5)), 'valid.npz'),
+    'offsets': (lambda d: _resave(d/'valid.npz', offsets=np.r_[np.load(d/'valid.npz')['offsets'][:-1][::-1], np.load(d/'valid.npz')['offsets'][-1]]), 'valid.npz'),
+    'offsets_2d': (lambda d: _resave(d/'valid.npz', offsets=np.load(d/'valid.npz')['offsets'][None]), 'valid.npz'),
+}
+
+
+@pytest.mark.parametrize('damage', list(DAMAGES))
+def test_damaged_cache_is_refused(tiny_cache, tmp_path, damage):
+    "Whatever is wrong in a corpus cache: `ValueError` naming the file, never data used."
+    bad = tmp_path/'bad'; shutil.copytree(tiny_cache, bad)
+    spoil, fname = DAMAGES[damage]
+    spoil(bad)
+    with pytest.raises(ValueError, match=re.escape(str(bad/fname))): load_corpus_cache(bad)
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    def boom(*a, **k): raise AssertionError('work started before the arguments were checked')
+    for f in ('run_ulmfit', 'prepare_imdb', 'load_corpus_cache'): monkeypatch.setattr(U, f, boom)
+
+
+@pytest.mark.parametrize('args,flag', [
+    (['--out', '{file}'], '--out'), (['--out', '{file}/sub'], '--out'), (['--device', 'foo'], '--device'),
+    (['--device', 'cuda:x'], '--device'), (['--time-budget', '0'], '--time-budget'), (['--time-budget', '-3'], '--time-budget'),
+    (['--time-budget', 'nan'], '--time-budget'), (['--time-budget', 'inf'], '--time-budget'),
+    (['--set', 'n_train=abc'], 'n_train'), (['--set', 'n_train=2.5'], 'n_train'), (['--set', 'n_train=-1'], 'n_train'),
+    (['--set', 'lm1_lr=abc'], 'lm1_lr'), (['--set', 'lm1_lr=nan'], 'lm1_lr'), (['--set', 'fp16=maybe'], 'fp16'),
+    (['--set', 'clas_epochs=[1,2]'], 'clas_epochs'), (['--set', 'clas_epochs=abc'], 'clas_epochs'), (['--set', 'n_train'], 'n_train')])
+def test_bad_flags_exit_2(args, flag, tmp_path, capsys, no_work):
+    "Bad flags: exit 2 with one line naming the flag (or `--set` field), before any work."
+    (tmp_path/'file').write_text('x')
+    args = [a.format(file=tmp_path/'file') for a in args]
+    assert main(['--profile', 'tiny', '--out', str(tmp_path/'o'), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0], err
+    assert (tmp_path/'file').read_text() == 'x' and not (tmp_path/'o').exists()
+
+
+def test_profile_field_types():
+    with pytest.raises(ValueError, match='n_train'): get_profile('tiny', n_train='abc')
+    with pytest.raises(ValueError, match='clas_lr'): get_profile('tiny', clas_lr=float('nan'))
+    with pytest.raises(ValueError, match='clas_epochs'): get_profile('tiny', clas_epochs=(1, 1))
+    assert get_profile('tiny', lm1_lr=1, clas_epochs=[1, 0, 0, 1]).clas_epochs == (1, 0, 0, 1)
