@@ -28,7 +28,8 @@ def main():
                                  DataLoaders, awd_lstm_lm_config)
     from ulmfit_lib.data import get_imdb, imdb_sample, read_text
     from ulmfit_lib.awd_lstm import AWD_LSTM
-    from ulmfit_lib.learner import language_model_learner, lm_dls_from_ids
+    from ulmfit_lib.learner import language_model_learner
+    from ulmfit_lib.lm_data import lm_dls_from_ids
     from ulmfit_lib.ulmfit import get_profile
     p = get_profile('smoke')
     cfg = p.lm_config()

@@ -25,9 +25,6 @@ from .numericalize import corpus_vocab
 from .files import atomic_write
 from .lm_data import lm_dls_from_ids, lm_dls_from_corpus
 from .clas_data import corpus_labels, clas_dls_from_ids, clas_dls_from_corpus
-# the old names, for `ulmfit.py` until it imports `split_docs` from `lm_data` and `atomic_write` from `files`
-from .lm_data import split_docs as _split_docs
-from .files import atomic_write as _atomic_write
 from .awd_lstm import (AWD_LSTM, LinearDecoder, get_language_model, get_text_classifier, awd_lstm_lm_split, awd_lstm_clas_split,
                        awd_lstm_lm_config, generate)
 

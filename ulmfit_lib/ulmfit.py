@@ -24,8 +24,9 @@ from .data import get_imdb, imdb_sample, IMDB_ENV, IMDB_COUNTS
 from .tokenize import TokCorpus, tokenize_corpus, tokenize_folder
 from .numericalize import make_vocab, numericalize_corpus
 from .awd_lstm import AWD_LSTM, awd_lstm_lm_config, awd_lstm_clas_config
-from .learner import (language_model_learner, text_classifier_learner, lm_dls_from_ids, clas_dls_from_ids,
-                                corpus_labels, save_lm_pretrained, _split_docs)
+from .lm_data import lm_dls_from_ids, split_docs
+from .clas_data import clas_dls_from_ids, corpus_labels
+from .learner import language_model_learner, text_classifier_learner, save_lm_pretrained
 
 
 # %% ../nbs/07_ulmfit.ipynb #315292c4
@@ -129,7 +130,7 @@ def _select(corpus, files):
     "The documents `files` (relative paths) of the folder corpus `corpus`, in that order, as a `TokCorpus`."
     index = {str(f): i for i, f in enumerate(corpus.files)}
     idx = np.array([index[str(f)] for f in files], dtype=np.int64)
-    ids, offs = _split_docs(np.asarray(corpus.ids), np.asarray(corpus.offsets), idx)
+    ids, offs = split_docs(np.asarray(corpus.ids), np.asarray(corpus.offsets), idx)
     return TokCorpus(corpus.vocab, np.bincount(ids, minlength=len(corpus.vocab)), ids, offs, files=list(files))
 
 def prepare_imdb(profile, archive=None, n_workers=None, cache_dir=None):
@@ -307,7 +308,7 @@ def _subset(part, frac, seed):
     if frac >= 1: return part
     n = len(part[1]) - 1
     idx = np.sort(np.random.default_rng(seed).permutation(n)[:max(2, int(n * frac))])
-    return (*_split_docs(part[0], part[1], idx), *[y[idx] for y in part[2:]])
+    return (*split_docs(part[0], part[1], idx), *[y[idx] for y in part[2:]])
 
 class LossHistory(Callback):
     "Every fit's losses end to end (all phases of gradual unfreezing): train per batch, valid as `[batch, loss]` per epoch."
