@@ -153,6 +153,7 @@ def test_tokenize_df_parity(imdb_texts, theirs, tmp_path):
         assert _L(tdf['text']) == _L(fdf['text']) and tdf['text_length'].tolist() == fdf['text_length'].tolist()
         assert list(count.items()) == list(fcount.items())
         c = res.corpus                                                    # the cached corpus behind it
+        assert pickle.loads(pickle.dumps(res)).corpus.docs() == c.docs()
         assert c.docs() == _L(fdf['text'])
         assert list(c.counter().items()) == list(fcount.items())
 

@@ -578,7 +578,7 @@ def _read_cache(d, key=None):
     try: n_docs,n_tok,n_vocab,has_files = int(meta['n_docs']),int(meta['n_tokens']),int(meta['n_vocab']),bool(meta['files'])
     except (KeyError, TypeError, ValueError) as e: raise bad('meta.json', f'lacks a valid {e}') from None
     vocab = load('vocab.json', lambda p: json.loads(p.read_text(encoding='utf-8')))
-    if not isinstance(vocab, list) or len(vocab) != n_vocab or not all(isinstance(t, str) for t in vocab):
+    if not isinstance(vocab, list) or len(vocab) != n_vocab or not set(map(type, vocab)) <= {str}:
         raise bad('vocab.json', f'is not a list of {n_vocab} tokens')
     counts,offsets = load('counts.npy', np.load),load('offsets.npy', np.load)
     if counts.dtype.kind not in 'iu' or counts.shape != (n_vocab,): raise bad('counts.npy', f'is not {n_vocab} integers')
@@ -596,7 +596,7 @@ def _read_cache(d, key=None):
         total += c
     if not np.array_equal(total, counts): raise bad('counts.npy', 'does not match the ids')
     files = load('files.json', lambda p: json.loads(p.read_text(encoding='utf-8'))) if has_files else None
-    if has_files and (not isinstance(files, list) or len(files) != n_docs or not all(isinstance(f, str) for f in files)):
+    if has_files and (not isinstance(files, list) or len(files) != n_docs or not set(map(type, files)) <= {str}):
         raise bad('files.json', f'is not a list of {n_docs} file names')
     return TokCorpus(vocab, counts, ids, offsets, files=files, key=meta.get('key'), cache_path=d)
 
@@ -746,6 +746,7 @@ class TokenizedDf(tuple):
     def __new__(cls, df, counter, corpus):
         res = super().__new__(cls, (df, counter)); res.corpus = corpus
         return res
+    def __reduce__(self): return (TokenizedDf, (self[0], self[1], self.corpus))
 
 def tokenize_df(df, text_cols, n_workers=None, rules=None, mark_fields=None, tok=None, tok_text_col='text',
                 post_rules=None, cache_dir=None, progress=True):
