@@ -22,7 +22,7 @@ from fastai.torch_core import retain_type, display_df
 from fasttransform import Transform
 from .numericalize import Numericalize, corpus_lut
 from .lm_data import LMDataLoader, docs_to_arrays, _check_pos_int
-from .tokenize import Tokenizer, WordTokenizer, CorpusTokenizer, DfTokenizer, tokenize_folder, tokenize_df
+from .tokenize import CorpusTokenizer, DfTokenizer, tokenize_folder
 
 # %% ../nbs/04_clas_data.ipynb #79f05983
 def pad_chunk(x, pad_idx=1, pad_first=True, seq_len=72, pad_len=10):
