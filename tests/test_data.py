@@ -61,13 +61,45 @@ def test_interrupted_extraction_leaves_nothing(tmp_path, monkeypatch, imdb_path)
 
 
 def test_incomplete_folder_is_replaced(tmp_path, imdb_path):
-    "A pre-existing dest/imdb that fails the layout check is not trusted: the archive is extracted again."
+    "A dest/imdb the library extracted that fails the layout check is not trusted: the archive is extracted again."
+    from ulmfit_lib.files import mark_ours
     src = os.environ.get(IMDB_ENV) or str(Path(__file__).resolve().parents[2]/'shared'/'data'/'imdb.tgz')
     (tmp_path/'imdb'/'train'/'pos').mkdir(parents=True)
     (tmp_path/'imdb'/'train'/'pos'/'0_1.txt').write_text('partial')
+    mark_ours(tmp_path/'imdb', 'imdb')
     p = get_imdb(src, dest=tmp_path)
     assert p == tmp_path/'imdb' and check_imdb(p) == p
     assert sorted(x.name for x in tmp_path.iterdir()) == ['imdb']
+
+
+def test_foreign_folder_is_not_replaced(tmp_path):
+    "A dest/imdb the library did not write is never deleted: FileExistsError naming it, nothing touched."
+    arc = _tgz(tmp_path/'small.tgz', {'imdb/train/pos/1_9.txt': 'great'})
+    (tmp_path/'out'/'imdb').mkdir(parents=True); (tmp_path/'out'/'imdb'/'notes.txt').write_text('mine')
+    monkey = data_mod.check_imdb
+    try:
+        data_mod.check_imdb = lambda p: p if Path(p).parent.name != 'out' else monkey(p)   # accept the tiny archive
+        with pytest.raises(FileExistsError, match=str(tmp_path/'out'/'imdb')): get_imdb(arc, dest=tmp_path/'out')
+    finally: data_mod.check_imdb = monkey
+    assert [p.name for p in (tmp_path/'out').iterdir()] == ['imdb']
+    assert [p.name for p in (tmp_path/'out'/'imdb').iterdir()] == ['notes.txt']
+
+
+def test_sample_without_unsup_folder(tmp_path):
+    "`imdb_sample(n_unsup=0)` needs no `unsup/` folder."
+    for sub in ('train/pos', 'train/neg', 'test/pos', 'test/neg'):
+        (tmp_path/sub).mkdir(parents=True)
+        for i in range(2): (tmp_path/sub/f'{i}_1.txt').write_text('x')
+    s = imdb_sample(tmp_path, n_train=2, n_valid=2, n_unsup=0)
+    assert (len(s.train), len(s.valid), s.unsup) == (2, 2, [])
+    with pytest.raises(FileNotFoundError, match='unsup'): imdb_sample(tmp_path, n_train=2, n_valid=2, n_unsup=1)
+
+
+def test_requires_python_matches_tarfile_filter():
+    "`tarfile`'s `filter='data'` needs Python 3.11.4: pyproject must say so."
+    import tomllib
+    meta = tomllib.loads((Path(__file__).resolve().parents[1]/'pyproject.toml').read_text())
+    assert meta['project']['requires-python'] == '>=3.11.4'
 
 
 def test_check_imdb_names_counts(tmp_path):

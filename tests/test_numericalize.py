@@ -77,3 +77,10 @@ def test_bad_input():
     with pytest.raises(ValueError, match='min_freq'): make_vocab(Counter('ab'), min_freq=-1)
     with pytest.raises(ValueError, match='max_vocab'): make_vocab(Counter('ab'), max_vocab=-5)
     assert corpus_lut(['a', 'zz'], ['xxunk', 'a']).tolist() == [1, 0]
+
+
+def test_setup_without_documents():
+    "No documents to count: a ValueError, not a vocab of special tokens only."
+    for docs in ([], iter([])):
+        with pytest.raises(ValueError, match='no documents'): Numericalize().setup(docs)
+    n = Numericalize(min_freq=1); n.setup([["a"]]); assert "a" in n.vocab

@@ -147,7 +147,13 @@ def test_tokenize_df_parity(imdb_texts, theirs, tmp_path):
     df = pd.DataFrame({'title': [t[:30] for t in imdb_texts[:50]], 'text': imdb_texts[:50], 'label': range(50)})
     for cols in (['text'], ['title', 'text']):
         fdf, fcount = fc.tokenize_df(df, cols, n_workers=0, tok=theirs)
-        c = tokenize_df(df, cols, n_workers=2, cache_dir=tmp_path, progress=False)
+        res = tokenize_df(df, cols, n_workers=2, cache_dir=tmp_path, progress=False)
+        tdf, count = res                                                  # fastai's shape: (frame, Counter)
+        assert list(tdf.columns) == list(fdf.columns) and tdf['label'].tolist() == fdf['label'].tolist()
+        assert _L(tdf['text']) == _L(fdf['text']) and tdf['text_length'].tolist() == fdf['text_length'].tolist()
+        assert list(count.items()) == list(fcount.items())
+        c = res.corpus                                                    # the cached corpus behind it
+        assert pickle.loads(pickle.dumps(res)).corpus.docs() == c.docs()
         assert c.docs() == _L(fdf['text'])
         assert list(c.counter().items()) == list(fcount.items())
 
@@ -305,7 +311,8 @@ def test_interrupted_run_leaves_no_cache(tmp_path, monkeypatch):
 def test_leftover_temp_and_broken_cache(tmp_path):
     c = tokenize_corpus(_texts(), cache_dir=tmp_path, progress=False, n_workers=0)
     good = c.docs()
-    (tmp_path/f'.tmp-tok-{c.key}-xyz').mkdir()                      # what a killed run leaves behind
+    (tmp_path/f'.tmp-tok-{c.key}-xyz').mkdir()                      # what a killed run leaves behind...
+    os.utime(tmp_path/f'.tmp-tok-{c.key}-xyz', (1, 1))               # ...hours ago (a fresh one may be another process's)
     with open(c.cache_path/'ids.i32', 'r+b') as f: f.truncate(8)     # a damaged cache
     c2 = tokenize_corpus(_texts(), cache_dir=tmp_path, progress=False, n_workers=0)
     assert c2.docs() == good
@@ -334,3 +341,198 @@ def test_bad_files(tmp_path):
         with pytest.raises(ValueError, match='bad.txt'): tokenize_folder(d, cache_dir=tmp_path/'c', n_workers=n, progress=False)
     assert not list((tmp_path/'c').glob('tok-*'))
     with pytest.raises(FileNotFoundError, match='nope.model'): SubwordTokenizer(sp_model=tmp_path/'nope.model')
+
+
+# ---------------------------------------------------------------- issue 17: nothing lost, nothing silently wrong
+
+def test_str_is_not_a_list_of_documents():
+    "A `str` where a list of documents is expected is a TypeError, not one document per character."
+    for f in (lambda: tokenize_texts('a review', n_workers=0), lambda: tokenize_corpus('a review', cache_dir=False),
+              lambda: tokenize_corpus(b'a review', cache_dir=False)):
+        with pytest.raises(TypeError, match='list of documents'): f()
+
+
+def test_cache_key_sees_closures_globals_and_partials(tmp_path):
+    "Rules that differ only in a captured value, a default, a referenced global or a partial's argument get other caches."
+    import functools
+    mk = lambda w: (lambda t: t.replace('movie', w))
+    texts = ['a movie', 'the movie was good']
+    a = tokenize_corpus(texts, rules=[mk('MOVIE')], cache_dir=tmp_path, progress=False, n_workers=0)
+    b = tokenize_corpus(texts, rules=[mk('cinema')], cache_dir=tmp_path, progress=False, n_workers=0)
+    assert a.doc(0) == ['a', 'MOVIE'] and b.doc(0) == ['a', 'cinema']
+    g = {'WORD': 'film'}
+    exec("def glob_rule(t): return t.replace('movie', WORD)", g)
+    k1 = T.corpus_key(texts, WordTokenizer(), [g['glob_rule']], [])[0]
+    g['WORD'] = 'show'
+    assert T.corpus_key(texts, WordTokenizer(), [g['glob_rule']], [])[0] != k1
+    def dflt(t, w='x'): return t + w
+    def dflt2(t, w='y'): return t + w
+    dflt2.__name__ = dflt2.__qualname__ = dflt.__qualname__
+    assert T.corpus_key(texts, WordTokenizer(), [dflt], [])[0] != T.corpus_key(texts, WordTokenizer(), [dflt2], [])[0]
+    rep = lambda t, w: t.replace('movie', w)
+    kp = [T.corpus_key(texts, WordTokenizer(), [functools.partial(rep, w=w)], [])[0] for w in ('a', 'b')]
+    assert kp[0] != kp[1]
+
+
+def test_cache_refuses_unhashable_rule_state(tmp_path):
+    "A rule whose captured state has no deterministic key is refused (with the way out), never cached under a wrong key."
+    import threading
+    lock = threading.Lock()
+    def locked(t):
+        with lock: return t
+    with pytest.raises(TypeError, match='cache_dir=False'):
+        tokenize_corpus(['a b'], rules=[locked], cache_dir=tmp_path, progress=False, n_workers=0)
+    assert list(tmp_path.iterdir()) == []
+    assert tokenize_corpus(['a b'], rules=[locked], cache_dir=False, progress=False, n_workers=0).doc(0) == ['a', 'b']
+
+
+def _tamper_cases():
+    def ids(d, v):
+        a = np.fromfile(d/'ids.i32', dtype='<i4'); a[0] = v; a.tofile(d/'ids.i32')
+    def offsets(d):
+        o = np.load(d/'offsets.npy'); o[1], o[2] = o[2], o[1]; np.save(d/'offsets.npy', o)
+    def counts(d):
+        c = np.load(d/'counts.npy'); c[0] += 1; np.save(d/'counts.npy', c)
+    def files_short(d): (d/'files.json').write_text(json.dumps(json.loads((d/'files.json').read_text())[:-1]))
+    def meta_list(d): (d/'meta.json').write_text('[]')
+    return [('ids.i32', lambda d: ids(d, -1)), ('ids.i32', lambda d: ids(d, 10**9)), ('offsets.npy', offsets),
+            ('counts.npy', counts), ('files.json', files_short), ('files.json', lambda d: (d/'files.json').unlink()),
+            ('meta.json', meta_list)]
+
+import json
+
+@pytest.mark.parametrize('i', range(7))
+def test_edited_cache_is_rebuilt_or_refused(tmp_path, i):
+    "An edited cache fails validation: tokenize_corpus rebuilds it, load_corpus names the file."
+    name, tamper = _tamper_cases()[i]
+    d = tmp_path/'data'; d.mkdir()
+    for j in range(4): (d/f'{j}.txt').write_text(f'Review {j}: a {"very " * j}good movie')
+    c = tokenize_folder(d, cache_dir=tmp_path/'c', progress=False, n_workers=0)
+    good = c.docs(); del c.ids
+    tamper(c.cache_path)
+    with pytest.raises(ValueError, match=name): T.load_corpus(c.cache_path)
+    c2 = tokenize_folder(d, cache_dir=tmp_path/'c', progress=False, n_workers=0)
+    assert c2.docs() == good and c2.cache_path == c.cache_path
+    assert T.load_corpus(c2.cache_path).docs() == good
+
+
+def test_foreign_folder_with_the_cache_name_is_not_deleted(tmp_path):
+    "A folder at the cache's place that the library did not write: FileExistsError naming it, nothing touched."
+    c = tokenize_corpus(_texts(), cache_dir=tmp_path, progress=False, n_workers=0)
+    for f in c.cache_path.iterdir(): f.unlink()
+    (c.cache_path/'mine.txt').write_text('precious')
+    with pytest.raises(FileExistsError, match=c.cache_path.name):
+        tokenize_corpus(_texts(), cache_dir=tmp_path, progress=False, n_workers=0)
+    assert [p.name for p in c.cache_path.iterdir()] == ['mine.txt']
+    assert sorted(p.name for p in tmp_path.iterdir()) == [c.cache_path.name]
+
+
+def test_cache_has_plain_modes(tmp_path):
+    "The cache folder and its files get the modes a plain mkdir/open would give (not mkdtemp's 0700)."
+    old = os.umask(0o022)
+    try: c = tokenize_folder(_folder(tmp_path), cache_dir=tmp_path/'c', progress=False, n_workers=0)
+    finally: os.umask(old)
+    assert c.cache_path.stat().st_mode & 0o777 == 0o755
+    assert {f.name: f.stat().st_mode & 0o777 for f in c.cache_path.iterdir()} == {f.name: 0o644 for f in c.cache_path.iterdir()}
+
+
+def _folder(tmp_path):
+    d = tmp_path/'data'; d.mkdir(exist_ok=True)
+    for j in range(3): (d/f'{j}.txt').write_text(f'Review {j}.')
+    return d
+
+
+_RACE = """
+import sys, time, pathlib
+import ulmfit_lib.tokenize as T
+texts = [f'Review number {i}. It was GREAT!!! really really really good' for i in range(3000)]
+print('ready', flush=True)
+go = pathlib.Path(sys.argv[2])
+while not go.exists(): time.sleep(0.005)
+c = T.tokenize_corpus(texts, cache_dir=sys.argv[1], progress=False, n_workers=0)
+assert len(c) == 3000 and c.doc(5)[:4] == ['xxbos', 'xxmaj', 'review', 'number'], c.doc(5)
+"""
+
+def test_two_processes_same_cache(tmp_path):
+    "Two processes tokenizing the same corpus into the same cache folder at the same moment both succeed."
+    import subprocess, sys
+    env = dict(os.environ, PYTHONPATH=str(Path(T.__file__).parents[1]))
+    for trial in range(2):
+        cache, go = tmp_path/f'c{trial}', tmp_path/f'go{trial}'
+        ps = [subprocess.Popen([sys.executable, '-c', _RACE, str(cache), str(go)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+        for p in ps: assert p.stdout.readline().strip() == 'ready'
+        go.touch()
+        outs = [p.communicate(timeout=120) for p in ps]
+        assert [p.returncode for p in ps] == [0, 0], [o[1][-2000:] for o in outs]
+        (d,) = [p for p in cache.iterdir() if not p.name.startswith('.')]
+        assert len(T.load_corpus(d)) == 3000
+
+
+def test_lone_surrogates_and_bad_file_names(tmp_path):
+    "Text that cannot be UTF-8 encoded, or a file name that is not UTF-8: an error naming the document or the file."
+    for f in (lambda: tokenize_texts(['ok', 'bad \udc80 text'], n_workers=0),
+              lambda: tokenize_corpus(['ok', 'bad \udc80 text'], cache_dir=tmp_path/'c', progress=False, n_workers=0),
+              lambda: tokenize_corpus(['ok', 'bad \udc80 text'], cache_dir=False, progress=False, n_workers=0)):
+        with pytest.raises(ValueError, match='document 1') as e: f()
+        assert not isinstance(e.value, UnicodeError)
+    d = tmp_path/'names'; d.mkdir(); (d/'ok.txt').write_text('fine')
+    try: open(os.path.join(os.fsencode(d), b'caf\xe9.txt'), 'wb').close()
+    except OSError: pytest.skip('this file system refuses non-UTF-8 names')
+    for cache_dir in (tmp_path/'c2', False):
+        with pytest.raises(ValueError, match='caf') as e: tokenize_folder(d, cache_dir=cache_dir, progress=False, n_workers=0)
+        assert not isinstance(e.value, UnicodeError)
+
+
+def test_defaults_read_only_view():
+    "`defaults.text_proc_rules` (the chapter prints it) shows the default rules and cannot be changed."
+    import ulmfit_lib.all as A
+    from fastcore.basics import defaults as fdefaults
+    assert A.defaults.text_proc_rules == tuple(text_proc_rules)
+    assert A.defaults.text_postproc_rules == tuple(text_postproc_rules) and A.defaults.text_spec_tok == tuple(text_spec_tok)
+    with pytest.raises(AttributeError): A.defaults.text_proc_rules = []
+    assert A.defaults.cpus == fdefaults.cpus               # fastai's other defaults still read through
+    with pytest.raises(AttributeError): A.defaults.cpus = 1
+
+
+def _tiny_folder(tmp_path):
+    d = tmp_path/'tiny'
+    for lbl, texts in (('pos', ['A GREAT movie!!!', 'Loved it. <br />Really loved it.']), ('neg', ['so so so bad', 'Meh.'])):
+        (d/lbl).mkdir(parents=True)
+        for i, t in enumerate(texts): (d/lbl/f'{i}.txt').write_text(t)
+    return d
+
+
+def test_tokenizer_from_folder_pipelines(tmp_path):
+    "`Datasets(items, [Tokenizer.from_folder(path)])` gives fastai's tokens (and passes other items through)."
+    from fastai.data.core import Datasets, TfmdLists
+    from fastai.data.transforms import get_text_files
+    from ulmfit_lib.numericalize import Numericalize
+    d = _tiny_folder(tmp_path)
+    items = get_text_files(d)
+    ours = Datasets(items, [Tokenizer.from_folder(d, cache_dir=tmp_path/'c', n_workers=0)])
+    theirs = Datasets(items, [fc.Tokenizer.from_folder(d, n_workers=0)])
+    assert [list(ours[i][0]) for i in range(len(items))] == [list(theirs[i][0]) for i in range(len(items))]
+    tkn = Tokenizer.from_folder(d, cache_dir=tmp_path/'c', n_workers=0)
+    assert tkn(3) == 3 and tkn(['already', 'tokens']) == ['already', 'tokens']
+    assert tkn('Hello THERE') == list(fc.Tokenizer(fc.SpacyTokenizer())('Hello THERE'))
+    tl = TfmdLists(items, [Tokenizer.from_folder(d, cache_dir=tmp_path/'c', n_workers=0), Numericalize(min_freq=1)])
+    ftl = TfmdLists(items, [fc.Tokenizer.from_folder(d, n_workers=0), Numericalize(min_freq=1)])
+    assert tl.vocab == ftl.vocab and [tl[i].tolist() for i in range(4)] == [ftl[i].tolist() for i in range(4)]
+
+
+def test_tokenizer_from_df_pipelines(tmp_path):
+    "`Datasets(df, [Tokenizer.from_df('text')])` and `TfmdLists(df, [attrgetter('text'), Tokenizer.from_df('text'), Numericalize()])` as fastai."
+    from operator import attrgetter
+    from fastai.data.core import Datasets, TfmdLists
+    from ulmfit_lib.numericalize import Numericalize
+    df = pd.DataFrame({'text': ['A GREAT movie!!!', 'so so so bad', 'Meh. meh.', 'Loved it. <br />Really.'], 'label': [1, 0, 0, 1]})
+    ours = Datasets(df, [Tokenizer.from_df('text', cache_dir=tmp_path/'c', n_workers=0)])
+    theirs = Datasets(df, [fc.Tokenizer.from_df('text', n_workers=0)])
+    assert list(ours.items.columns) == list(theirs.items.columns)
+    for i in range(len(df)):
+        a, b = ours[i][0], theirs[i][0]
+        assert list(a['text']) == list(b['text']) and a['label'] == b['label'] and a['text_length'] == b['text_length']
+    tl = TfmdLists(df, [attrgetter('text'), Tokenizer.from_df('text', cache_dir=tmp_path/'c', n_workers=0), Numericalize(min_freq=1)])
+    ftl = TfmdLists(df, [attrgetter('text'), fc.Tokenizer.from_df('text', n_workers=0), Numericalize(min_freq=1)])
+    assert tl.vocab == ftl.vocab and [tl[i].tolist() for i in range(4)] == [ftl[i].tolist() for i in range(4)]

@@ -9,7 +9,7 @@ __all__ = ['awd_lstm_lm_config', 'awd_lstm_clas_config', 'check_p', 'dropout_mas
            'masked_concat_pool', 'PoolingLinearClassifier', 'get_text_classifier', 'generate']
 
 # %% ../nbs/05_awd_lstm.ipynb #29471a40
-import contextlib, functools, math, warnings
+import contextlib, functools, warnings
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F

@@ -4,8 +4,7 @@
 
 # %% auto #0
 __all__ = ['pad_chunk', 'pad_input_chunk', 'sorted_order', 'SortedDL', 'corpus_labels', 'clas_dls_from_ids',
-           'clas_dls_from_corpus', 'CorpusTokenizer', 'corpus_doc_arrays', 'DfTokenizer', 'TextBlock',
-           'TextDataLoaders', 'pad_input', 'Pad_Input']
+           'clas_dls_from_corpus', 'corpus_doc_arrays', 'TextBlock', 'TextDataLoaders', 'pad_input', 'Pad_Input']
 
 # %% ../nbs/04_clas_data.ipynb #c8458881
 import random
@@ -21,11 +20,10 @@ from fastai.data.block import TransformBlock, DataBlock, CategoryBlock, MultiCat
 from fastai.data.transforms import get_text_files, parent_label, GrandparentSplitter, RandomSplitter, ColReader, ColSplitter
 from fastai.text.data import TensorText, Pad_Chunk, pad_input, Pad_Input
 from fastai.torch_core import retain_type, display_df
-from fasttransform import Transform
 from .files import check_number
-from .numericalize import Numericalize, corpus_lut, numericalize_corpus
+from .numericalize import Numericalize, numericalize_corpus
 from .lm_data import LMDataLoader, TextIds, docs_to_arrays
-from .tokenize import Tokenizer, WordTokenizer, tokenize_folder, tokenize_df
+from .tokenize import CorpusTokenizer, DfTokenizer, tokenize_folder  # the two tokenizers are also fastai's names here
 
 # %% ../nbs/04_clas_data.ipynb #79f05983
 def pad_chunk(x, pad_idx=1, pad_first=True, seq_len=72, pad_len=10):
@@ -207,37 +205,6 @@ def clas_dls_from_corpus(train, valid, vocab, classes=('neg', 'pos'), tok=None, 
     return clas_dls_from_ids(t, v, vocab, classes=classes, tok=tok, rules=rules, **kwargs)
 
 # %% ../nbs/04_clas_data.ipynb #ac1e6198
-class CorpusTokenizer(Tokenizer):
-    "`Tokenizer` whose files under `path` are read from the tokenized `corpus` (other inputs are tokenized)"
-    input_types = (str, list, tuple, Path)     # what fastai's `test_dl` may hand us (fastai's Tokenizer's)
-    def __init__(self, corpus, path, tok=None, rules=None, sep=' '):
-        if corpus.files is None: raise ValueError('the corpus has no file list: tokenize it with `tokenize_folder`')
-        super().__init__(tok if tok is not None else WordTokenizer(), rules=rules, sep=sep, mode='folder',
-                         counter=corpus.counter(), lengths=corpus.lengths)
-        self.corpus, self.path = corpus, Path(path)
-        self.index = {str(f): i for i, f in enumerate(corpus.files)}
-        self._remap = None
-
-    def doc_index(self, o):
-        "Index in the corpus of file `o`, or `None`"
-        try: return self.index.get(str(Path(o).relative_to(self.path)))
-        except ValueError: return None
-
-    def encodes(self, o):
-        i = self.doc_index(o) if isinstance(o, Path) else None
-        return self.corpus.doc(i) if i is not None else super().encodes(o)
-
-    def get_lengths(self, items):
-        idx = [self.doc_index(o) for o in items]
-        return None if any(i is None for i in idx) else self.corpus.lengths[idx]
-
-    def remapped(self, vocab):
-        "All corpus ids numericalized with `vocab` (one int32 array; the last one is kept for the next loader)"
-        key = tuple(vocab)
-        if self._remap is None or self._remap[0] != key:
-            self._remap = (key, corpus_lut(self.corpus.vocab, vocab)[self.corpus.ids])
-        return self._remap[1]
-
 def corpus_doc_arrays(dataset):
     "`(buf, starts, lens)` of the texts of a fastai `Datasets`/`TfmdLists`: a corpus remap when they are files of a `CorpusTokenizer`'s corpus"
     tl = dataset.tls[0] if hasattr(dataset, 'tls') else dataset
@@ -259,39 +226,6 @@ def _check_cols(df, cols, what):
     cols = cols if isinstance(cols, (list, tuple)) else [cols]
     bad = [c for c in cols if not ((isinstance(c, int) and -len(df.columns) <= c < len(df.columns)) or c in df.columns)]
     if bad: raise KeyError(f'{what} {bad} not in the DataFrame (columns: {list(df.columns)})')
-
-class DfTokenizer(Tokenizer):
-    "fastai's `Tokenizer.from_df`: `setups` tokenizes the `text_cols` of the `DataFrame` items into a `tok_text_col` column"
-    input_types = (str, list, tuple, Path)
-    def __init__(self, text_cols, tok=None, rules=None, sep=' ', n_workers=None, mark_fields=None, tok_text_col='text',
-                 cache_dir=None, progress=False):
-        super().__init__(tok if tok is not None else WordTokenizer(), rules=rules, sep=sep, mode='df')
-        self.text_cols, self.n_workers, self.mark_fields, self.tok_text_col = text_cols, n_workers, mark_fields, tok_text_col
-        self.cache_dir, self.progress, self.corpus = cache_dir, progress, None
-        self.train_setup = False          # as fastai: tokenize (and count) every row, not only the training ones
-
-    def setups(self, dsets):
-        df = getattr(dsets, 'items', None)
-        if not isinstance(df, pd.DataFrame): return
-        _check_cols(df, self.text_cols, 'text columns')
-        cols = [df.columns[c] if isinstance(c, int) else c for c in (self.text_cols if isinstance(self.text_cols, (list, tuple)) else [self.text_cols])]
-        self.corpus = tokenize_df(df, cols, n_workers=self.n_workers, rules=self.rules, mark_fields=self.mark_fields,
-                                  tok=self.tok, cache_dir=self.cache_dir, progress=self.progress)
-        res = df[df.columns[~df.columns.isin(cols)]].copy()
-        res[self.tok_text_col] = self.corpus.docs()
-        res[f'{self.tok_text_col}_length'] = self.corpus.lengths
-        dsets.items = res
-        if self.counter is None: self.counter = self.corpus.counter()
-        if self.lengths is None: self.lengths = self.corpus.lengths
-        return dsets
-
-    def encodes(self, o):
-        if isinstance(o, (list, tuple)): return o            # tokenized by `setups` (fastai: no `encodes` for lists)
-        return super().encodes(o)
-
-    def get_lengths(self, items):
-        col = f'{self.tok_text_col}_length'
-        return items[col].values if isinstance(items, pd.DataFrame) and col in items.columns else None
 
 # %% ../nbs/04_clas_data.ipynb #70ae8809
 class TextBlock(TransformBlock):

@@ -9,6 +9,7 @@ __all__ = ['IMDB_COUNTS', 'IMDB_ENV', 'count_reviews', 'check_imdb', 'get_imdb',
 import os, shutil, tarfile, tempfile, random, zlib
 from dataclasses import dataclass
 from pathlib import Path
+from .files import mark_ours, replace_dir, remove_stale
 
 # %% ../nbs/00_data.ipynb #10d36f47
 IMDB_COUNTS = {'train/pos': 12_500, 'train/neg': 12_500, 'test/pos': 12_500, 'test/neg': 12_500,
@@ -38,9 +39,10 @@ def _default_dest():
     return fastai_path('data')
 
 def _extract_imdb(archive, dest):
-    "Extract `archive` into `dest/imdb` atomically and return that folder."
+    "Extract `archive` into `dest/imdb` atomically (replacing only an `imdb/` this library extracted) and return that folder."
     final = dest/'imdb'
     dest.mkdir(parents=True, exist_ok=True)
+    remove_stale(dest, '.imdb-tmp-*')                      # leftovers of killed runs (hours old)
     tmp = Path(tempfile.mkdtemp(prefix='.imdb-tmp-', dir=dest))
     try:
         try:
@@ -51,8 +53,8 @@ def _extract_imdb(archive, dest):
         if not src.is_dir(): raise ValueError(f'{archive} has no top-level imdb/ folder')
         try: check_imdb(src)
         except ValueError as e: raise ValueError(f'{archive} does not hold the IMDb dataset: {e}') from None
-        if final.exists(): shutil.rmtree(final)  # an incomplete or foreign folder: replace it
-        os.replace(src, final)
+        mark_ours(src, 'imdb')
+        replace_dir(src, final)          # an incomplete folder we extracted is replaced; anyone else's: FileExistsError
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return final
 
@@ -97,6 +99,7 @@ def _txt_names(folder):
     with os.scandir(folder) as it: return sorted(e.name for e in it if e.name.endswith('.txt') and e.is_file())
 
 def _sample_files(folder, n, what, rng):
+    if n == 0: return []                                   # no folder needed (e.g. no `unsup/`)
     names = _txt_names(folder)
     if n > len(names): raise ValueError(f'asked for {n} {what}, only {len(names)} exist')
     return [folder/f for f in rng.sample(names, n)]

@@ -17,16 +17,14 @@ import fastai.callback.schedule, fastai.callback.progress, fastai.callback.fp16 
 from fastai.callback.rnn import rnn_cbs
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, Perplexity
-from fastai.data.core import DataLoaders
 from fastai.torch_core import get_model
 from fastai.text.learner import decode_spec_tokens
 from .tokenize import UNK, PAD, BOS, TokCorpus, tokenize1, tokenize_corpus, tokenize_folder
 from .numericalize import corpus_vocab
 from .files import atomic_write
-from .lm_data import lm_dls_from_ids, lm_dls_from_corpus
-from .clas_data import corpus_labels, clas_dls_from_ids, clas_dls_from_corpus
+from .lm_data import lm_dls_from_corpus
 from .awd_lstm import (AWD_LSTM, LinearDecoder, get_language_model, get_text_classifier, awd_lstm_lm_split, awd_lstm_clas_split,
-                       awd_lstm_lm_config, generate)
+                       generate)
 
 # %% ../nbs/06_learner.ipynb #c85a440d
 def atomic_torch_save(obj, file, pickle_protocol=2):

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import torch
 from fastcore.foundation import L
-from fastai.data.load import DataLoader
 from fastai.data.core import TfmdDL, DataLoaders
 from fastai.data.transforms import Category
 from fastai.text.data import LMTensorText, TensorText

@@ -61,6 +61,8 @@ class Numericalize(Transform):
 
     def setups(self, dsets):
         if dsets is None or self.vocab is not None: return
+        if hasattr(dsets, '__len__') and len(dsets) == 0:
+            raise ValueError('Numericalize.setup: no documents to build the vocab from (it would hold special tokens only)')
         if self.special_toks is None and getattr(dsets, 'special_toks', None) is not None:
             self.special_toks = dsets.special_toks
         kw = dict(min_freq=self.min_freq, max_vocab=self.max_vocab, special_toks=self.special_toks)
@@ -69,7 +71,10 @@ class Numericalize(Transform):
         else:
             count = getattr(dsets, 'counter', None)
             if callable(count): count = count()
-            if count is None: count = Counter(p for o in dsets for p in o)
+            if count is None:
+                count, n = Counter(), 0
+                for o in dsets: count.update(o); n += 1
+                if n == 0: raise ValueError('Numericalize.setup: no documents to build the vocab from (it would hold special tokens only)')
             self.vocab = make_vocab(count, **kw)
         self.o2i = {v: k for k, v in enumerate(self.vocab) if v != 'xxfake'}
 

@@ -4,21 +4,25 @@
 
 # %% auto #0
 __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', 'text_spec_tok', 'text_proc_rules',
-           'text_postproc_rules', 'SpacyTokenizer', 'eu_langs', 'SentencePieceTokenizer', 'CACHE_ENV', 'CACHE_FORMAT',
-           'fix_html', 'replace_rep', 'replace_wrep', 'spec_add_spaces', 'rm_useless_spaces', 'replace_all_caps',
-           'replace_maj', 'lowercase', 'replace_space', 'compose_rules', 'WordTokenizer', 'SubwordTokenizer',
-           'CharTokenizer', 'Tokenizer', 'tokenize1', 'default_n_workers', 'encode_parallel', 'tokenize_texts',
-           'TokCorpus', 'corpus_key', 'default_cache_dir', 'load_corpus', 'tokenize_corpus', 'list_files',
-           'tokenize_folder', 'tokenize_df']
+           'text_postproc_rules', 'defaults', 'SpacyTokenizer', 'eu_langs', 'SentencePieceTokenizer', 'CACHE_ENV',
+           'CACHE_FORMAT', 'fix_html', 'replace_rep', 'replace_wrep', 'spec_add_spaces', 'rm_useless_spaces',
+           'replace_all_caps', 'replace_maj', 'lowercase', 'replace_space', 'compose_rules', 'TextDefaults',
+           'WordTokenizer', 'SubwordTokenizer', 'CharTokenizer', 'Tokenizer', 'tokenize1', 'default_n_workers',
+           'encode_parallel', 'tokenize_texts', 'TokCorpus', 'rule_key', 'corpus_key', 'default_cache_dir',
+           'load_corpus', 'tokenize_corpus', 'list_files', 'tokenize_folder', 'text_columns', 'TokenizedDf',
+           'tokenize_df', 'CorpusTokenizer', 'DfTokenizer']
 
 # %% ../nbs/01_tokenize.ipynb #c969962a
-import html, hashlib, json, os, re, shutil, tempfile, multiprocessing, unicodedata
+import functools, html, hashlib, json, os, re, shutil, tempfile, time, types, multiprocessing, unicodedata
 from collections import Counter
+from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePath
 import numpy as np
+import pandas as pd
 from fasttransform import Transform
 from .data import read_text
+from .files import atomic_write, mark_ours, is_ours, replace_dir, remove_stale, current_umask
 
 # %% ../nbs/01_tokenize.ipynb #09d82b8d
 UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = "xxunk xxpad xxbos xxeos xxfld xxrep xxwrep xxup xxmaj".split()
@@ -103,11 +107,37 @@ class compose_rules:
         for r in self.rules: t = r(t)
         return t
 
+# %% ../nbs/01_tokenize.ipynb #59147fc1
+@dataclass(frozen=True)
+class TextDefaults:
+    "Read-only view of the default special tokens and rules; other names read through to fastcore's `defaults`"
+    text_spec_tok: tuple
+    text_proc_rules: tuple
+    text_postproc_rules: tuple
+    def __getattr__(self, k):
+        from fastcore.basics import defaults as fastcore_defaults
+        return getattr(fastcore_defaults, k)
+
+defaults = TextDefaults(tuple(text_spec_tok), tuple(text_proc_rules), tuple(text_postproc_rules))
+
 # %% ../nbs/01_tokenize.ipynb #776d3958
 def _check_text(t, i=None):
     if not isinstance(t, str):
         raise TypeError(f"document {'' if i is None else f'{i} '}is a {type(t).__name__}, not a str: {t!r:.60}")
     return t
+
+def _utf8(t, i=None):
+    "`t` encoded as UTF-8; `ValueError` naming document `i` if it holds a lone surrogate (no UTF-8 for it)"
+    try: return t.encode('utf-8')
+    except UnicodeEncodeError as e:
+        raise ValueError(f"document {'' if i is None else f'{i} '}is not valid Unicode: lone surrogate {t[e.start]!r} at "
+                         f"position {e.start} (text decoded with errors='surrogateescape'?)") from None
+
+def _check_docs(items, what):
+    "`TypeError` if `items` is one `str`/`bytes` where `what` expects a list of documents"
+    if isinstance(items, (str, bytes)):
+        raise TypeError(f'{what} expects a list of documents, got a single {type(items).__name__} '
+                        f'(it would be one document per character): pass [text]')
 
 def _load_item(item):
     return read_text(item) if isinstance(item, Path) else item
@@ -213,14 +243,14 @@ class SubwordTokenizer:
                 f"--character_coverage={self.char_coverage} --model_type={self.model_type}",
                 f"--unk_id={len(spec_tokens)} --pad_id=-1 --bos_id=-1 --eos_id=-1 --minloglevel=2",
                 f"--user_defined_symbols={','.join(spec_tokens)} --hard_vocab_limit=false"]))
-            os.replace(tmp/'spm.vocab', self.cache_dir/'spm.vocab')
-            os.replace(tmp/'spm.model', self.cache_dir/'spm.model')
+            for f in ('spm.vocab', 'spm.model'): atomic_write(self.cache_dir/f, lambda p: os.replace(tmp/f, p))
         finally: shutil.rmtree(tmp, ignore_errors=True)
         return self.cache_dir/'spm.model'
 
     def setup(self, items, rules=None):
         "Train on `items` (texts or `Path`s) after `rules`, unless a model is loaded"
         if self.tok is not None: return {'sp_model': self.sp_model}
+        _check_docs(items, 'SubwordTokenizer.setup')
         f = compose_rules(rules)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.cache_dir, prefix='.spm-text-') as d:
@@ -228,6 +258,7 @@ class SubwordTokenizer:
             with open(raw, 'w', encoding='utf-8') as fh:
                 for i,o in enumerate(items):
                     t = _load_item(o) if isinstance(o, Path) else _check_text(o, i)
+                    _utf8(t, i)
                     fh.write(f'{f(t)}\n')
             self.sp_model = self.train(raw)
         self.tok = self._load(self.sp_model)
@@ -280,16 +311,28 @@ class CharTokenizer:
 
 # %% ../nbs/01_tokenize.ipynb #52047103
 class Tokenizer(Transform):
-    "Apply `rules` then `tok` to a text (or a file); `decode` joins tokens with `sep`"
+    "Apply `rules` then `tok` to a text (or a file); other items pass through; `decode` joins tokens with `sep`"
+    input_types = (str, list, tuple, Path)
     def __init__(self, tok, rules=None, counter=None, lengths=None, mode=None, sep=' '):
         if isinstance(tok, type): tok = tok()
         self.tok,self.counter,self.lengths,self.mode,self.sep = tok,counter,lengths,mode,sep
         self.rules = text_proc_rules if rules is None else rules
         self._f = compose_rules(self.rules)
 
-    def encodes(self, o):
+    @classmethod
+    def from_folder(cls, path, tok=None, rules=None, **kwargs):
+        "fastai's `Tokenizer.from_folder`: tokenize the files in `path` once (`tokenize_folder`'s `kwargs`), read them from the corpus"
+        tok = WordTokenizer() if tok is None else tok
+        return CorpusTokenizer(tokenize_folder(path, tok=tok, rules=rules, **kwargs), path, tok=tok, rules=rules)
+
+    @classmethod
+    def from_df(cls, text_cols, tok=None, rules=None, sep=' ', **kwargs):
+        "fastai's `Tokenizer.from_df`: `setups` tokenizes the `text_cols` of the `DataFrame` (`tokenize_df`'s `kwargs`)"
+        return DfTokenizer(text_cols, tok=tok, rules=rules, sep=sep, **kwargs)
+
+    def encodes(self, o:str|Path):
         if isinstance(o, Path): o = read_text(o)
-        return next(iter(self.tok([self._f(_check_text(o))])))
+        return next(iter(self.tok([self._f(o)])))
 
     def decodes(self, o):
         from fastai.torch_core import TitledStr
@@ -371,8 +414,9 @@ def _prepare(items, tok, rules, post_rules):
 
 def tokenize_texts(texts, n_workers=None, rules=None, tok=None, post_rules=None, progress=False):
     "Tokenize `texts` in parallel using `n_workers`: a list of token lists"
+    _check_docs(texts, 'tokenize_texts')
     texts = list(texts)
-    for i,t in enumerate(texts): _check_text(t, i)
+    for i,t in enumerate(texts): _utf8(_check_text(t, i), i)
     tok,rules,post_rules = _prepare(texts, tok, rules, post_rules)
     res = []
     for vocab,ids,lengths in encode_parallel(texts, tok, rules, post_rules, n_workers, progress):
@@ -382,7 +426,7 @@ def tokenize_texts(texts, n_workers=None, rules=None, tok=None, post_rules=None,
 
 # %% ../nbs/01_tokenize.ipynb #c1afaf92
 CACHE_ENV = 'ULMFIT_CACHE'
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 class TokCorpus:
     "A tokenized corpus: `vocab` (first-seen order), `counts`, concatenated int32 `ids` and `offsets`"
@@ -423,11 +467,59 @@ def _code_fp(code):
     for c in code.co_consts: h.update(_code_fp(c).encode() if hasattr(c, 'co_code') else repr(c).encode())
     return h.hexdigest()[:16]
 
-def _func_key(f):
-    "Name and bytecode of a rule, so that an edited rule gets another key"
+def _code_names(code):
+    "Global names `code` (and the functions nested in it) may read"
+    res = set(code.co_names)
+    for c in code.co_consts:
+        if hasattr(c, 'co_code'): res |= _code_names(c)
+    return res
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, np.generic)
+
+def _value_key(v, where, seen):
+    "Deterministic text for a value a rule depends on (`where` names it); `TypeError` if it has none"
+    if isinstance(v, _PLAIN): return f'{type(v).__name__}:{v!r}'
+    if id(v) in seen: return 'cycle'
+    seen = seen | {id(v)}
+    if isinstance(v, (list, tuple)): return f'{type(v).__name__}[' + ','.join(_value_key(o, where, seen) for o in v) + ']'
+    if isinstance(v, (set, frozenset)): return f'{type(v).__name__}{{' + ','.join(sorted(_value_key(o, where, seen) for o in v)) + '}'
+    if isinstance(v, dict): return 'dict{' + ','.join(f'{_value_key(k, where, seen)}:{_value_key(o, where, seen)}' for k,o in v.items()) + '}'
+    if isinstance(v, re.Pattern): return f're:{v.pattern!r}:{v.flags}'
+    if isinstance(v, PurePath): return f'path:{v}'
+    if isinstance(v, types.ModuleType): return f'module:{v.__name__}'
+    if isinstance(v, type): return f'class:{v.__module__}.{v.__qualname__}'
+    if isinstance(v, np.ndarray): return f'array:{v.dtype}:{v.shape}:{hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()}'
+    if callable(v): return _rule_key(v, where, seen)
+    if hasattr(v, '__dict__') and not hasattr(v, '__slots__'): return f'{type(v).__module__}.{type(v).__qualname__}' + _value_key(vars(v), where, seen)
+    raise TypeError(f'cannot build a cache key for {where}: it depends on a {type(v).__name__} ({v!r:.60}) that has no '
+                    'deterministic hash. Tokenize with cache_dir=False (no cache), or make the rule a module-level '
+                    'function of plain values (str, numbers, lists, dicts, compiled regexes, other such functions)')
+
+def _rule_key(f, where, seen=frozenset()):
+    "Deterministic text for rule `f`: its code and everything its output depends on (captured values, defaults, globals)"
+    if id(f) in seen: return 'cycle'
+    seen = seen | {id(f)}
+    v = lambda o, what: _value_key(o, f'{where} ({what})', seen)
+    if isinstance(f, functools.partial):
+        return f'partial({_rule_key(f.func, where, seen)},{v(f.args, "arguments")},{v(f.keywords, "keywords")})'
+    if '__wrapped__' in getattr(f, '__dict__', {}): return _rule_key(f.__wrapped__, where, seen)   # `lru_cache`, `functools.wraps`
+    if isinstance(f, types.MethodType): return f'method({_rule_key(f.__func__, where, seen)},{v(f.__self__, "its object")})'
+    name = f'{getattr(f, "__module__", None)}.{getattr(f, "__qualname__", None) or type(f).__qualname__}'
     code = getattr(f, '__code__', None)
-    name = getattr(f, '__qualname__', None) or type(f).__qualname__
-    return f'{getattr(f, "__module__", "")}.{name}:{_code_fp(code) if code else repr(f)}'
+    if code is None:
+        if isinstance(f, (types.BuiltinFunctionType, types.BuiltinMethodType)):
+            s = getattr(f, '__self__', None)
+            return f'builtin:{name}' + ('' if s is None or isinstance(s, types.ModuleType) else v(s, 'its object'))
+        return f'object:{name}:{_rule_key(type(f).__call__, where, seen)}:{v(vars(f), "its attributes") if hasattr(f, "__dict__") else ""}'
+    cells = [c.cell_contents if c.cell_contents is not f else 'self' for c in (f.__closure__ or ())]
+    glb = {n: f.__globals__[n] for n in sorted(_code_names(code)) if n in f.__globals__}
+    return (f'{name}:{_code_fp(code)}:{v(f.__defaults__, "defaults")}:{v(f.__kwdefaults__, "defaults")}'
+            f':{v(cells, "captured values " + str(code.co_freevars))}:{v(glb, "globals " + str(list(glb)))}')
+
+def rule_key(f):
+    "Cache key (hex) of rule `f`: its code, captured values, defaults and the globals it reads (`TypeError` if one has no deterministic key)"
+    where = f'rule {getattr(f, "__qualname__", None) or type(f).__qualname__}'
+    return hashlib.sha256(_rule_key(f, where).encode('utf-8', 'surrogatepass')).hexdigest()[:32]
 
 def _tok_key(tok):
     if hasattr(tok, 'cache_key'): return tok.cache_key()
@@ -436,12 +528,16 @@ def _tok_key(tok):
 
 def _rel_names(files, root):
     "Each path as a `str`, relative to `root` when given (plain string slicing: 100,000 `relative_to` calls are slow)"
-    if root is None: return [str(o) for o in files]
-    pre,res = os.path.join(str(root), ''),[]
+    pre = None if root is None else os.path.join(str(root), '')
+    res = []
     for o in files:
         s = str(o)
-        if not s.startswith(pre): raise ValueError(f'{o} is not inside {root}')
-        res.append(s[len(pre):])
+        try: s.encode('utf-8')
+        except UnicodeEncodeError: raise ValueError(f'file name {s!r} is not valid UTF-8: rename the file') from None
+        if pre is not None:
+            if not s.startswith(pre): raise ValueError(f'{o} is not inside {root}')
+            s = s[len(pre):]
+        res.append(s)
     return res
 
 def _inputs_key(items, root, files=False):
@@ -452,14 +548,14 @@ def _inputs_key(items, root, files=False):
             except FileNotFoundError: raise FileNotFoundError(f'no such file: {o}') from None
             h.update(f'{name}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode())
     else:
-        for o in items: b = o.encode('utf-8', 'surrogatepass'); h.update(f'{len(b)}:'.encode()); h.update(b)
+        for i,o in enumerate(items): b = _utf8(o, i); h.update(f'{len(b)}:'.encode()); h.update(b)
     return h.hexdigest()
 
 def corpus_key(items, tok, rules, post_rules, root=None, files=False):
     "Cache key (hex) of tokenizing `items` with `tok`, `rules` and `post_rules`, and its description"
     from ulmfit_lib import __version__
     desc = dict(format=CACHE_FORMAT, ulmfit_lib=__version__, n_docs=len(items), tok=_tok_key(tok),
-                rules=[_func_key(r) for r in rules], post_rules=[_func_key(r) for r in post_rules],
+                rules=[rule_key(r) for r in rules], post_rules=[rule_key(r) for r in post_rules],
                 inputs=_inputs_key(items, root, files))
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:32], desc
 
@@ -468,29 +564,57 @@ def default_cache_dir():
     return Path(os.environ.get(CACHE_ENV) or Path.home()/'.cache'/'ulmfit_lib').expanduser()
 
 # %% ../nbs/01_tokenize.ipynb #ba53526c
+def _read_cache(d, key=None):
+    "The `TokCorpus` in cache folder `d`, every file checked (and made for `key` if given); else `ValueError` naming the file"
+    def bad(name, problem): return ValueError(f'{d} is not a complete corpus cache: {name} {problem}')
+    def load(name, read):
+        try: return read(d/name)
+        except FileNotFoundError: raise bad(name, 'is missing') from None
+        except (OSError, ValueError, EOFError) as e: raise bad(name, f'cannot be read ({e})') from None
+    meta = load('meta.json', lambda p: json.loads(p.read_text(encoding='utf-8')))
+    if not isinstance(meta, dict): raise bad('meta.json', f'holds a {type(meta).__name__}, not the cache description')
+    if meta.get('format') != CACHE_FORMAT: raise bad('meta.json', f"has format {meta.get('format')!r}, not {CACHE_FORMAT}")
+    if key is not None and meta.get('key') != key: raise bad('meta.json', 'has another key')
+    try: n_docs,n_tok,n_vocab,has_files = int(meta['n_docs']),int(meta['n_tokens']),int(meta['n_vocab']),bool(meta['files'])
+    except (KeyError, TypeError, ValueError) as e: raise bad('meta.json', f'lacks a valid {e}') from None
+    vocab = load('vocab.json', lambda p: json.loads(p.read_text(encoding='utf-8')))
+    if not isinstance(vocab, list) or len(vocab) != n_vocab or not set(map(type, vocab)) <= {str}:
+        raise bad('vocab.json', f'is not a list of {n_vocab} tokens')
+    counts,offsets = load('counts.npy', np.load),load('offsets.npy', np.load)
+    if counts.dtype.kind not in 'iu' or counts.shape != (n_vocab,): raise bad('counts.npy', f'is not {n_vocab} integers')
+    if offsets.dtype.kind not in 'iu' or offsets.shape != (n_docs+1,): raise bad('offsets.npy', f'is not {n_docs+1} integers')
+    if offsets[0] != 0 or offsets[-1] != n_tok or (np.diff(offsets) < 0).any():
+        raise bad('offsets.npy', f'does not rise from 0 to the {n_tok} tokens')
+    size = load('ids.i32', lambda p: p.stat().st_size)
+    if size != 4*n_tok: raise bad('ids.i32', f'has {size} bytes, not 4 per token ({n_tok} tokens)')
+    ids = np.memmap(d/'ids.i32', dtype='<i4', mode='r', shape=(n_tok,)) if n_tok else np.zeros(0, np.int32)
+    total = np.zeros(n_vocab, np.int64)
+    for a in range(0, n_tok, 1 << 24):                          # one bincount pass, in chunks of 64 MB
+        try: c = np.bincount(ids[a:a + (1 << 24)], minlength=n_vocab)
+        except ValueError: raise bad('ids.i32', 'holds a negative id') from None
+        if len(c) > n_vocab: raise bad('ids.i32', f'holds an id outside the vocab of {n_vocab} tokens')
+        total += c
+    if not np.array_equal(total, counts): raise bad('counts.npy', 'does not match the ids')
+    files = load('files.json', lambda p: json.loads(p.read_text(encoding='utf-8'))) if has_files else None
+    if has_files and (not isinstance(files, list) or len(files) != n_docs or not set(map(type, files)) <= {str}):
+        raise bad('files.json', f'is not a list of {n_docs} file names')
+    return TokCorpus(vocab, counts, ids, offsets, files=files, key=meta.get('key'), cache_path=d)
+
 def _load_corpus(d, key):
-    "The `TokCorpus` cached in folder `d`, or `None` if it is missing, incomplete or another key"
-    try:
-        meta = json.loads((d/'meta.json').read_text())
-        if meta.get('key') != key or meta.get('format') != CACHE_FORMAT: return None
-        vocab = json.loads((d/'vocab.json').read_text(encoding='utf-8'))
-        counts,offsets = np.load(d/'counts.npy'),np.load(d/'offsets.npy')
-        n_tok = int(meta['n_tokens'])
-        if (len(vocab) != meta['n_vocab'] or len(counts) != len(vocab) or len(offsets) != meta['n_docs']+1
-            or (d/'ids.i32').stat().st_size != 4*n_tok or int(offsets[-1]) != n_tok): return None
-        ids = np.memmap(d/'ids.i32', dtype='<i4', mode='r', shape=(n_tok,)) if n_tok else np.zeros(0, np.int32)
-        files = json.loads((d/'files.json').read_text(encoding='utf-8')) if (d/'files.json').exists() else None
-    except (OSError, ValueError, KeyError): return None
-    return TokCorpus(vocab, counts, ids, offsets, files=files, key=key, cache_path=d)
+    "The `TokCorpus` cached in folder `d`, or `None` if it is missing, fails validation or has another key"
+    try: return _read_cache(d, key)
+    except ValueError: return None
 
 def load_corpus(cache_path):
-    "Load the `TokCorpus` cached in folder `cache_path` without checking its inputs (`ValueError` if incomplete)"
-    d = Path(cache_path)
-    try: key = json.loads((d/'meta.json').read_text())['key']
-    except (OSError, ValueError, KeyError) as e: raise ValueError(f'{d} is not a complete corpus cache: {e}') from None
-    res = _load_corpus(d, key)
-    if res is None: raise ValueError(f'{d} is not a complete corpus cache')
-    return res
+    "Load the `TokCorpus` cached in folder `cache_path` without checking its inputs; `ValueError` naming the file that fails validation"
+    return _read_cache(Path(cache_path))
+
+def _is_token_cache(d):
+    "May the library replace folder `d`? It holds the library's marker, or is a cache of ours from before markers (meta.json with its key)"
+    if is_ours(d): return True
+    try: meta = json.loads((d/'meta.json').read_text(encoding='utf-8'))
+    except (OSError, ValueError): return False
+    return isinstance(meta, dict) and d.name == f"tok-{meta.get('key')}"
 
 def _build_corpus(items, tok, rules, post_rules, n_workers, progress, out_dir, files=False):
     "Tokenize `items`, merge the chunks' vocabularies in order, write ids to `out_dir/ids.i32` if given"
@@ -511,9 +635,35 @@ def _build_corpus(items, tok, rules, post_rules, n_workers, progress, out_dir, f
     ids = (np.concatenate(parts) if parts else np.zeros(0, np.int32)) if f is None else None
     return list(index), total, ids, np.array(offsets, np.int64)
 
+def _write_cache(tmp, items, tok, rules, post_rules, n_workers, progress, is_files, files, key, desc):
+    "Tokenize into the fresh folder `tmp`: arrays, vocab, file names, `meta.json`, the library's marker, a plain mode"
+    vocab,counts,_,offsets = _build_corpus(items, tok, rules, post_rules, n_workers, progress, tmp, is_files)
+    (tmp/'vocab.json').write_text(json.dumps(vocab, ensure_ascii=False), encoding='utf-8')
+    np.save(tmp/'counts.npy', counts); np.save(tmp/'offsets.npy', offsets)
+    if files is not None: (tmp/'files.json').write_text(json.dumps(files, ensure_ascii=False), encoding='utf-8')
+    meta = dict(desc, key=key, n_docs=len(items), n_tokens=int(offsets[-1]), n_vocab=len(vocab), files=files is not None)
+    (tmp/'meta.json').write_text(json.dumps(meta, default=str, indent=1), encoding='utf-8')
+    mark_ours(tmp, 'token cache')
+    os.chmod(tmp, 0o777 & ~current_umask())                   # mkdtemp's 0700 -> what a plain mkdir gives
+
+def _publish(tmp, final, key):
+    "Move the finished cache `tmp` onto `final`, unless another process already put a valid one there; the loaded corpus"
+    for _ in range(50):
+        res = _load_corpus(final, key)
+        if res is not None: return res                           # ours, or another process's identical cache
+        if tmp.exists():
+            try: replace_dir(tmp, final, is_ours=_is_token_cache)   # a folder we did not write: FileExistsError
+            except FileExistsError:
+                if final.exists() and not _is_token_cache(final): raise
+            except OSError: pass                                 # another process moved its cache in at the same moment
+            else: continue
+        time.sleep(0.1)
+    raise RuntimeError(f'the corpus cache written to {final} does not load')
+
 def tokenize_corpus(items, n_workers=None, rules=None, tok=None, post_rules=None, cache_dir=None,
                     path=None, progress=True):
     "Tokenize `items` (texts, or `Path`s of UTF-8 files) into a cached `TokCorpus`"
+    _check_docs(items, 'tokenize_corpus')
     items = list(items)
     is_path = [isinstance(o, Path) for o in items]
     for i,(o,p) in enumerate(zip(items, is_path)):
@@ -529,6 +679,8 @@ def _tokenize_corpus(items, is_files, n_workers, rules, tok, post_rules, cache_d
     if is_files and cache_dir is False:
         for o in items:
             if not os.path.isfile(o): raise FileNotFoundError(f'no such file: {o}')
+    if not is_files and cache_dir is False:
+        for i,o in enumerate(items): _utf8(o, i)                 # with a cache, the key checks them
     if tok is None: tok = _default_word_tok()
     tok,rules,post_rules = _prepare([Path(o) for o in items] if is_files and hasattr(tok, 'setup') else items, tok, rules, post_rules)
     if cache_dir is False:
@@ -539,21 +691,16 @@ def _tokenize_corpus(items, is_files, n_workers, rules, tok, post_rules, cache_d
     final = root/f'tok-{key}'
     res = _load_corpus(final, key)
     if res is None:
+        if (final.exists() or final.is_symlink()) and not _is_token_cache(final):
+            raise FileExistsError(f'{final} exists and was not written by ulmfit_lib: refusing to replace it '
+                                  '(move it away or choose another cache_dir)')
         root.mkdir(parents=True, exist_ok=True)
+        for pat in ('.tmp-tok-*', '.tok-*.old-*'): remove_stale(root, pat)   # leftovers of killed runs (hours old)
         tmp = Path(tempfile.mkdtemp(prefix=f'.tmp-tok-{key}-', dir=root))
         try:
-            vocab,counts,_,offsets = _build_corpus(items, tok, rules, post_rules, n_workers, progress, tmp, is_files)
-            (tmp/'vocab.json').write_text(json.dumps(vocab, ensure_ascii=False), encoding='utf-8')
-            np.save(tmp/'counts.npy', counts); np.save(tmp/'offsets.npy', offsets)
-            if files is not None: (tmp/'files.json').write_text(json.dumps(files, ensure_ascii=False), encoding='utf-8')
-            meta = dict(desc, key=key, n_docs=len(items), n_tokens=int(offsets[-1]), n_vocab=len(vocab))
-            (tmp/'meta.json').write_text(json.dumps(meta, default=str, indent=1))
-            if final.exists(): shutil.rmtree(final)  # a stale or broken folder with our name
-            os.replace(tmp, final)
+            _write_cache(tmp, items, tok, rules, post_rules, n_workers, progress, is_files, files, key, desc)
+            res = _publish(tmp, final, key)
         finally: shutil.rmtree(tmp, ignore_errors=True)
-        for old in root.glob(f'.tmp-tok-{key}-*'): shutil.rmtree(old, ignore_errors=True)  # leftovers of interrupted runs
-        res = _load_corpus(final, key)
-        if res is None: raise RuntimeError(f'the corpus cache just written to {final} does not load')
     res.path = path
     return res
 
@@ -579,6 +726,7 @@ def tokenize_folder(path, extensions=None, folders=None, n_workers=None, rules=N
     files = list_files(path, extensions=['.txt'] if extensions is None else extensions, folders=folders)
     return _tokenize_corpus(files, True, n_workers, rules, tok, post_rules, cache_dir, path, progress)
 
+# %% ../nbs/01_tokenize.ipynb #ee8d9299
 def _join_texts(df, mark_fields=False):
     "Join texts in row `idx` of `df`, marking each field with `FLD` if `mark_fields=True`"
     text_col = (f'{FLD} {1} ' if mark_fields else '' ) + df.iloc[:,0].astype(str)
@@ -586,11 +734,85 @@ def _join_texts(df, mark_fields=False):
         text_col += (f' {FLD} {i+1} ' if mark_fields else ' ') + df.iloc[:,i].astype(str)
     return text_col.values
 
-def tokenize_df(df, text_cols, n_workers=None, rules=None, mark_fields=None, tok=None, post_rules=None,
-                cache_dir=None, progress=True):
-    "Tokenize the texts in `df[text_cols]` (joined as fastai does) into a cached `TokCorpus`"
-    text_cols = [df.columns[c] if isinstance(c, int) else c for c in (text_cols if isinstance(text_cols, (list, tuple)) else [text_cols])]
+def text_columns(df, text_cols):
+    "The names of `text_cols` (names or positions) in `df`; `KeyError` naming those it does not have"
+    cols = list(text_cols) if isinstance(text_cols, (list, tuple)) else [text_cols]
+    bad = [c for c in cols if not ((isinstance(c, int) and -len(df.columns) <= c < len(df.columns)) or c in df.columns)]
+    if bad: raise KeyError(f'text columns {bad} not in the DataFrame (columns: {list(df.columns)})')
+    return [df.columns[c] if isinstance(c, int) else c for c in cols]
+
+class TokenizedDf(tuple):
+    "fastai's `(df, counter)` result of `tokenize_df`, with the cached `TokCorpus` behind it as `.corpus`"
+    def __new__(cls, df, counter, corpus):
+        res = super().__new__(cls, (df, counter)); res.corpus = corpus
+        return res
+    def __reduce__(self): return (TokenizedDf, (self[0], self[1], self.corpus))
+
+def tokenize_df(df, text_cols, n_workers=None, rules=None, mark_fields=None, tok=None, tok_text_col='text',
+                post_rules=None, cache_dir=None, progress=True):
+    "Tokenize the texts in `df[text_cols]` (joined as fastai does): fastai's `(df, counter)`, the `TokCorpus` as `.corpus`"
+    text_cols = text_columns(df, text_cols)
     if mark_fields is None: mark_fields = len(text_cols) > 1
     texts = [str(t) for t in _join_texts(df[text_cols], mark_fields=mark_fields)]
-    return tokenize_corpus(texts, n_workers=n_workers, rules=rules, tok=tok, post_rules=post_rules,
-                           cache_dir=cache_dir, progress=progress)
+    corpus = tokenize_corpus(texts, n_workers=n_workers, rules=rules, tok=tok, post_rules=post_rules,
+                             cache_dir=cache_dir, progress=progress)
+    res = df[df.columns[~df.columns.isin(text_cols)]].copy()
+    res[tok_text_col] = corpus.docs()
+    res[f'{tok_text_col}_length'] = corpus.lengths
+    return TokenizedDf(res, corpus.counter(), corpus)
+
+# %% ../nbs/01_tokenize.ipynb #c45f9250
+class CorpusTokenizer(Tokenizer):
+    "`Tokenizer.from_folder`: files under `path` are read from the tokenized `corpus`; other texts and files are tokenized"
+    def __init__(self, corpus, path, tok=None, rules=None, sep=' '):
+        if corpus.files is None: raise ValueError('the corpus has no file list: tokenize it with `tokenize_folder`')
+        super().__init__(tok if tok is not None else WordTokenizer(), rules=rules, sep=sep, mode='folder',
+                         counter=corpus.counter(), lengths=corpus.lengths)
+        self.corpus, self.path = corpus, Path(path)
+        self.index = {str(f): i for i, f in enumerate(corpus.files)}
+        self._remap = None
+
+    def doc_index(self, o):
+        "Index in the corpus of file `o`, or `None`"
+        try: return self.index.get(str(Path(o).relative_to(self.path)))
+        except ValueError: return None
+
+    def encodes(self, o:Path):
+        i = self.doc_index(o)
+        return self.corpus.doc(i) if i is not None else Tokenizer.encodes(self, o)
+
+    def get_lengths(self, items):
+        idx = [self.doc_index(o) for o in items]
+        return None if any(i is None for i in idx) else self.corpus.lengths[idx]
+
+    def remapped(self, vocab):
+        "All corpus ids numericalized with `vocab` (one int32 array; the last one is kept for the next loader)"
+        from ulmfit_lib.numericalize import corpus_lut       # here, not at the top: numericalize imports this module
+        key = tuple(vocab)
+        if self._remap is None or self._remap[0] != key:
+            self._remap = (key, corpus_lut(self.corpus.vocab, vocab)[self.corpus.ids])
+        return self._remap[1]
+
+# %% ../nbs/01_tokenize.ipynb #ee47358d
+class DfTokenizer(Tokenizer):
+    "`Tokenizer.from_df`: `setups` tokenizes the `text_cols` of the `DataFrame` items into a `tok_text_col` column"
+    def __init__(self, text_cols, tok=None, rules=None, sep=' ', n_workers=None, mark_fields=None, tok_text_col='text',
+                 cache_dir=None, progress=False):
+        super().__init__(tok if tok is not None else WordTokenizer(), rules=rules, sep=sep, mode='df')
+        self.text_cols, self.n_workers, self.mark_fields, self.tok_text_col = text_cols, n_workers, mark_fields, tok_text_col
+        self.cache_dir, self.progress, self.corpus = cache_dir, progress, None
+        self.train_setup = False          # as fastai: tokenize (and count) every row, not only the training ones
+
+    def setups(self, dsets):
+        df = getattr(dsets, 'items', None)
+        if not isinstance(df, pd.DataFrame): return
+        res = tokenize_df(df, self.text_cols, n_workers=self.n_workers, rules=self.rules, mark_fields=self.mark_fields,
+                          tok=self.tok, tok_text_col=self.tok_text_col, cache_dir=self.cache_dir, progress=self.progress)
+        dsets.items, self.corpus = res[0], res.corpus
+        if self.counter is None: self.counter = res[1]
+        if self.lengths is None: self.lengths = self.corpus.lengths
+        return dsets
+
+    def get_lengths(self, items):
+        col = f'{self.tok_text_col}_length'
+        return items[col].values if isinstance(items, pd.DataFrame) and col in items.columns else None
