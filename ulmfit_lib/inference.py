@@ -6,9 +6,9 @@
 __all__ = ['RULES', 'FORMAT_VERSION', 'CONFIG_FILE', 'VOCAB_FILE', 'WEIGHTS_FILE', 'classifier_arch', 'build_classifier',
            'rule_names', 'tokenizer_spec', 'tokenizer_from_spec', 'classifier_vocab', 'dls_tokenizer',
            'save_classifier', 'TextClassifier', 'read_classifier_config', 'read_classifier_vocab', 'load_classifier',
-           'inference_batches', 'forward_long', 'pad_batch', 'read_inputs', 'write_predictions', 'main']
+           'inference_batches', 'forward_long', 'pad_batch', 'read_inputs', 'write_predictions']
 
-# %% ../nbs/08_inference.ipynb #58f1e1b5
+# %% ../nbs/08_inference.ipynb #3343fa1a
 import argparse, contextlib, csv, json, os, pickle, shutil, sys, tempfile, threading
 from pathlib import Path
 import numpy as np
@@ -19,12 +19,12 @@ from .files import atomic_write, mark_ours, replace_dir, remove_stale, current_u
 from .data import read_text
 from .tokenize import (Tokenizer, WordTokenizer, CharTokenizer, text_proc_rules, text_postproc_rules, fix_html,
                                  replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps, replace_maj,
-                                 lowercase, replace_space, encode_parallel, default_n_workers)
+                                 lowercase, replace_space, encode_parallel)
 from .clas_data import pad_chunk
 from .awd_lstm import AWD_LSTM, get_text_classifier
 from .learner import safe_torch_load, load_state_checked
 
-# %% ../nbs/08_inference.ipynb #0a8bee47
+# %% ../nbs/08_inference.ipynb #6730682c
 def classifier_arch(model):
     "The sizes and dropouts `get_text_classifier` needs to rebuild `model` (ours or fastai's), read from its modules"
     enc, head = get_model(model)[0], get_model(model)[1]
@@ -45,7 +45,7 @@ def build_classifier(arch, seq_len, max_len, pad_idx=1):
     return get_text_classifier(AWD_LSTM, arch['vocab_sz'], arch['n_class'], seq_len=seq_len, config=arch['config'],
                                lin_ftrs=arch['lin_ftrs'], ps=arch['ps'], pad_idx=pad_idx, max_len=max_len).eval()
 
-# %% ../nbs/08_inference.ipynb #f916cedb
+# %% ../nbs/08_inference.ipynb #61e5dcd3
 RULES = {f.__name__: f for f in [fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps,
                                  replace_maj, lowercase, replace_space]}
 
@@ -72,7 +72,7 @@ def tokenizer_from_spec(spec):
     if spec['name'] == 'CharTokenizer': return CharTokenizer(**kw)
     raise ValueError(f'unknown tokenizer {spec["name"]!r}')
 
-# %% ../nbs/08_inference.ipynb #7d910185
+# %% ../nbs/08_inference.ipynb #7134efea
 def classifier_vocab(dls):
     "`(tokens, classes)` of classifier `DataLoaders` (`classes` is `None` when the labels are plain ids)"
     vocab = getattr(dls, 'vocab', None)
@@ -86,7 +86,7 @@ def dls_tokenizer(dls):
     fs = getattr(getattr(tls[0], 'tfms', None), 'fs', []) if tls else []
     return next((f for f in fs if isinstance(f, Tokenizer)), None)
 
-# %% ../nbs/08_inference.ipynb #e42ff75c
+# %% ../nbs/08_inference.ipynb #78ee7c98
 FORMAT_VERSION = 1
 CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = 'config.json', 'vocab.json', 'weights.pth'
 
@@ -130,7 +130,7 @@ def _write_folder(folder, writers):
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
-# %% ../nbs/08_inference.ipynb #50593c2c
+# %% ../nbs/08_inference.ipynb #9704b0a4
 class TextClassifier:
     "A trained text classifier ready for inference: `classes`, `predict_proba(texts)`, `predict(texts)`"
     def __init__(self, model, vocab, classes, tok=None, rules=None, post_rules=None, device=None, n_workers=None):
@@ -148,7 +148,7 @@ class TextClassifier:
 
     def __repr__(self): return f'TextClassifier(classes={self.classes}, vocab={len(self.vocab)} tokens)'
 
-# %% ../nbs/08_inference.ipynb #0901f308
+# %% ../nbs/08_inference.ipynb #790c027d
 def _fail(file, msg): raise ValueError(f'{file}: {msg}')
 
 def read_classifier_config(file):
@@ -181,7 +181,7 @@ def read_classifier_vocab(file, n):
     if len(vocab) != n: _fail(file, f'{len(vocab)} tokens, the config says {n}')
     return vocab
 
-# %% ../nbs/08_inference.ipynb #e9a9e4ae
+# %% ../nbs/08_inference.ipynb #d4621808
 def load_classifier(folder, device=None, n_workers=None):
     "The `TextClassifier` saved by `save_classifier` in `folder`: JSON and tensors only, nothing unpickled"
     folder = Path(folder).expanduser()
@@ -203,7 +203,7 @@ def load_classifier(folder, device=None, n_workers=None):
     return TextClassifier(model, vocab, cfg['classes'], cfg['tok'], [RULES[r] for r in cfg['rules']],
                           [RULES[r] for r in cfg['post_rules']], device=device, n_workers=n_workers)
 
-# %% ../nbs/08_inference.ipynb #97d59c96
+# %% ../nbs/08_inference.ipynb #766219e8
 def inference_batches(lens, bs, seq_len, max_len, max_tokens=None):
     "Index batches of documents of lengths `lens`, longest first, padding-proof, each at most `bs` rows and `max_tokens` ids"
     lens = np.asarray(lens, dtype=np.int64)
@@ -237,7 +237,7 @@ def pad_batch(docs, pad_idx=1, seq_len=72):
     m = max(len(d) for d in docs)
     return torch.stack([pad_chunk(torch.as_tensor(d), pad_idx=pad_idx, pad_first=True, seq_len=seq_len, pad_len=m) for d in docs])
 
-# %% ../nbs/08_inference.ipynb #f71c8932
+# %% ../nbs/08_inference.ipynb #fcefff6f
 @patch
 def numericalize(self:TextClassifier, texts, n_workers=None):
     "Token ids (int64 arrays) of `texts`, tokenized in parallel"
@@ -258,7 +258,7 @@ def _check_texts(texts):
         if not isinstance(t, str): raise TypeError(f'text {i} is a {type(t).__name__}, not a str: {t!r:.60}')
     return texts
 
-# %% ../nbs/08_inference.ipynb #9254484e
+# %% ../nbs/08_inference.ipynb #34415914
 @patch
 def predict_proba(self:TextClassifier, texts, bs=64, progress=None, n_workers=None):
     "Probabilities `(len(texts), n_classes)` in input order; row `i` is the model's output for `texts[i]` alone"
@@ -282,7 +282,7 @@ def predict(self:TextClassifier, texts, bs=64, progress=None, n_workers=None):
     "The most probable class of each text, in input order"
     return [self.classes[i] for i in self.predict_proba(texts, bs=bs, progress=progress, n_workers=n_workers).argmax(1).tolist()]
 
-# %% ../nbs/08_inference.ipynb #f6648e2d
+# %% ../nbs/08_inference.ipynb #711802c9
 def read_inputs(files=(), csv_file=None, text_col=None, id_col=None, stdin=None):
     "`(ids, texts)`: rows of `csv_file[text_col]`, then each file of `files` (one text each; `-`: one text per line of `stdin`)"
     ids, texts = [], []
@@ -309,7 +309,7 @@ def write_predictions(f, ids, probs, classes):
     w.writerow(['text_id', 'label', *[f'p_{c}' for c in classes]])
     for i, p in zip(ids, probs): w.writerow([i, classes[int(p.argmax())], *[f'{x:.6f}' for x in p.tolist()]])
 
-# %% ../nbs/08_inference.ipynb #aad20ff6
+# %% ../nbs/08_inference.ipynb #f9353fdc
 def main(argv=None):
     "Console script `ulmfit-predict MODEL_DIR [FILE ...]`: class probabilities of texts as CSV"
     ap = argparse.ArgumentParser(prog='ulmfit-predict', description='Classify texts with a classifier saved by save_classifier; CSV out.')
@@ -338,5 +338,5 @@ def main(argv=None):
         atomic_write(a.out, write)
     return 0
 
-# %% ../nbs/08_inference.ipynb #a02607a4
+# %% ../nbs/08_inference.ipynb #eb6e6a97
 if __name__ == '__main__': sys.exit(main())
