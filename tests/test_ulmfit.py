@@ -2,6 +2,7 @@
 import json, math, os, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
+import torch
 import pytest
 import ulmfit_lib.ulmfit as U
 from ulmfit_lib.files import OWNER_MARKER, current_umask
@@ -158,6 +159,22 @@ def test_plots_show_every_fit(piped_run):
         assert xs == sorted(xs) and xs[-1] == len(c['train'])
         assert all(math.isfinite(v) and v > 0 for v in c['train'] + [v for _, v in c['valid']])
         assert (out/f'{name}.png').stat().st_size > 5000
+
+
+def test_job_writes_the_safe_classifier(piped_run):
+    "`OUT/classifier` holds the trained stage-3 classifier in the safe format, named in `report.json`."
+    from ulmfit_lib.inference import load_classifier
+    from ulmfit_lib.learner import safe_torch_load
+    out = piped_run[0]
+    rep = json.loads((out/'report.json').read_text())
+    assert Path(rep['classifier']['folder']) == out/'classifier'
+    clf = load_classifier(out/'classifier')
+    assert list(clf.classes) == ['neg', 'pos']
+    trained = safe_torch_load(next(out.rglob('classifier.pth')), opt_globals=True)
+    trained = trained.get('model', trained)
+    for k, v in clf.model.state_dict().items(): assert torch.equal(v, trained[k]), k
+    p = clf.predict_proba(['A wonderful film, I loved every minute.', 'Dull and far too long.'])
+    assert p.shape == (2, 2) and np.allclose(p.sum(1), 1, atol=1e-5)
 
 
 def test_outputs_have_plain_modes(piped_run, tiny_cache):

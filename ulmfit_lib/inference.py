@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['RULES', 'FORMAT_VERSION', 'CONFIG_FILE', 'VOCAB_FILE', 'WEIGHTS_FILE', 'classifier_arch', 'build_classifier',
-           'rule_names', 'tokenizer_spec', 'tokenizer_from_spec', 'classifier_vocab', 'dls_tokenizer',
-           'save_classifier', 'TextClassifier', 'read_classifier_config', 'read_classifier_vocab', 'load_classifier',
-           'inference_batches', 'forward_long', 'pad_batch', 'read_inputs', 'write_predictions']
+           'rule_names', 'tokenizer_spec', 'tokenizer_from_spec', 'dls_tokenizer', 'save_classifier', 'TextClassifier',
+           'read_classifier_config', 'read_dls_vocab', 'load_classifier', 'inference_batches', 'forward_long',
+           'pad_batch', 'read_inputs', 'write_predictions']
 
 # %% ../nbs/08_inference.ipynb #3343fa1a
 import argparse, contextlib, csv, json, os, pickle, shutil, sys, tempfile, threading
@@ -22,7 +22,7 @@ from .tokenize import (Tokenizer, WordTokenizer, CharTokenizer, text_proc_rules,
                                  lowercase, replace_space, encode_parallel)
 from .clas_data import pad_chunk
 from .awd_lstm import AWD_LSTM, get_text_classifier
-from .learner import safe_torch_load, load_state_checked
+from .learner import safe_torch_load, load_state_checked, dls_vocab
 
 # %% ../nbs/08_inference.ipynb #6730682c
 def classifier_arch(model):
@@ -73,13 +73,6 @@ def tokenizer_from_spec(spec):
     raise ValueError(f'unknown tokenizer {spec["name"]!r}')
 
 # %% ../nbs/08_inference.ipynb #7134efea
-def classifier_vocab(dls):
-    "`(tokens, classes)` of classifier `DataLoaders` (`classes` is `None` when the labels are plain ids)"
-    vocab = getattr(dls, 'vocab', None)
-    if vocab is None: raise ValueError('the DataLoaders have no vocab: pass `vocab=` to the loaders')
-    if len(vocab) == 2 and not isinstance(vocab[0], str): return [str(o) for o in vocab[0]], [str(o) for o in vocab[1]]
-    return [str(o) for o in vocab], None
-
 def dls_tokenizer(dls):
     "The `Tokenizer` transform of `dls`'s texts, or `None` (loaders built from ids: the corpus defaults apply)"
     tls = getattr(getattr(dls, 'train_ds', None), 'tls', None)
@@ -99,7 +92,7 @@ def save_classifier(learn, folder, classes=None, tok=None, rules=None, post_rule
     model = get_model(learn.model)
     arch = classifier_arch(model)
     if not _is_ce(learn.loss_func): raise ValueError(f'only single-label classifiers (cross-entropy) can be saved, got {learn.loss_func!r}')
-    vocab, dls_classes = classifier_vocab(learn.dls)
+    vocab, dls_classes = dls_vocab(learn.dls)
     if len(vocab) != arch['vocab_sz']: raise ValueError(f'the vocab has {len(vocab)} tokens but the model embeds {arch["vocab_sz"]}')
     classes = [str(c) for c in (classes if classes is not None else dls_classes or range(arch['n_class']))]
     if len(classes) != arch['n_class']: raise ValueError(f'{len(classes)} classes for a model of {arch["n_class"]} outputs')
@@ -173,7 +166,7 @@ def read_classifier_config(file):
     except (ValueError, TypeError) as e: _fail(file, str(e))
     return cfg
 
-def read_classifier_vocab(file, n):
+def read_dls_vocab(file, n):
     "The `n` tokens in `vocab.json`; `ValueError` naming `file` otherwise"
     try: vocab = json.loads(Path(file).read_text(encoding='utf-8'))
     except (ValueError, UnicodeDecodeError) as e: _fail(file, f'not valid JSON ({e})')
@@ -192,7 +185,7 @@ def load_classifier(folder, device=None, n_workers=None):
     extra = sorted(names - {CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, OWNER_MARKER})
     if extra: raise ValueError(f'{folder/extra[0]} is not part of a saved classifier (expected only {CONFIG_FILE}, {VOCAB_FILE}, {WEIGHTS_FILE})')
     cfg = read_classifier_config(folder/CONFIG_FILE)
-    vocab = read_classifier_vocab(folder/VOCAB_FILE, cfg['arch']['vocab_sz'])
+    vocab = read_dls_vocab(folder/VOCAB_FILE, cfg['arch']['vocab_sz'])
     try: wgts = safe_torch_load(folder/WEIGHTS_FILE)
     except pickle.UnpicklingError as e: raise ValueError(str(e)) from None
     if not isinstance(wgts, dict) or not all(isinstance(v, torch.Tensor) for v in wgts.values()):

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['atomic_torch_save', 'safe_torch_load', 'load_vocab_pickle', 'save_vocab_pickle', 'load_pretrained_files',
-           'match_embeds', 'load_state_checked', 'get_encoder', 'TextLearner', 'LMLearner', 'language_model_learner',
-           'text_classifier_learner', 'pretrain_lm', 'save_lm_pretrained']
+           'match_embeds', 'load_state_checked', 'get_encoder', 'dls_vocab', 'TextLearner', 'LMLearner',
+           'language_model_learner', 'text_classifier_learner', 'pretrain_lm', 'save_lm_pretrained']
 
 # %% ../nbs/06_learner.ipynb #92cf9f50
 import pickle, warnings, zipfile
@@ -146,13 +146,12 @@ def get_encoder(model):
     enc = get_model(model)[0]
     return enc.module if hasattr(enc, 'module') else enc
 
-def _text_vocab(dls):
-    "The token vocab of `dls` (fastai stores `[tokens, labels]` for classifiers)."
+def dls_vocab(dls):
+    "`(tokens, classes)` of text `DataLoaders`: fastai keeps `[tokens, classes]` for a classifier; a LM's `classes` is `None`"
     vocab = getattr(dls, 'vocab', None)
     if vocab is None: raise ValueError('the DataLoaders have no vocab: pass `vocab=` to the loaders')
-    if len(vocab) and isinstance(vocab[0], (list, tuple)) or type(vocab).__name__ == 'L' and len(vocab) == 2 and not isinstance(vocab[0], str):
-        vocab = vocab[0]
-    return list(vocab)
+    if len(vocab) == 2 and not isinstance(vocab[0], str): return [str(o) for o in vocab[0]], [str(o) for o in vocab[1]]
+    return [str(o) for o in vocab], None
 
 class TextLearner(Learner):
     "fastai's `Learner` for text: RNN callbacks (AR `alpha`, TAR `beta`), atomic saves, safe loads."
@@ -206,7 +205,7 @@ class TextLearner(Learner):
     def load_pretrained(self, wgts_fname, vocab_fname, model=None):
         "Load a pretrained LM (fastai's format), adapt it to this vocab with `match_embeds`, and `freeze`."
         wgts, old_vocab = load_pretrained_files(wgts_fname, vocab_fname)
-        wgts = match_embeds(wgts, old_vocab, _text_vocab(self.dls))
+        wgts = match_embeds(wgts, old_vocab, dls_vocab(self.dls)[0])
         if model is None and isinstance(get_model(self.model)[1], LinearDecoder):
             load_state_checked(get_model(self.model), wgts, what=f'{wgts_fname}')
         else:  # a classifier: only the encoder part (`0.` keys) of the LM
@@ -226,7 +225,7 @@ class LMLearner(TextLearner):
     def predict(self, text, n_words=1, no_unk=True, temperature=1., min_p=None, no_bar=False,
                 decoder=decode_spec_tokens, only_last_word=False):
         "`text` and the `n_words` sampled after it (`only_last_word`, `no_bar`: accepted for fastai's signature)."
-        vocab = _text_vocab(self.dls)
+        vocab = dls_vocab(self.dls)[0]
         o2i = {w: i for i, w in enumerate(vocab)}
         unk = o2i.get(UNK, 0)
         ids = torch.tensor([o2i.get(t, unk) for t in self.tokenize(text)])
@@ -254,7 +253,7 @@ def _wt103_files(backwards=False):
 def language_model_learner(dls, arch, config=None, drop_mult=1., backwards=False, pretrained=True,
                            pretrained_fnames=None, tok=None, rules=None, **kwargs):
     "Create an `LMLearner` with a language model from `dls` and `arch` (fastai's signature)."
-    vocab = _text_vocab(dls)
+    vocab = dls_vocab(dls)[0]
     model = get_language_model(arch, len(vocab), config=config, drop_mult=drop_mult)
     learn = LMLearner(dls, model, loss_func=CrossEntropyLossFlat(), splitter=awd_lstm_lm_split, **kwargs)
     learn.tok, learn.rules, learn.pretrained_from = tok, rules, None
@@ -277,7 +276,7 @@ def _n_classes(dls):
 def text_classifier_learner(dls, arch, seq_len=72, config=None, backwards=False, pretrained=True, drop_mult=0.5,
                             n_out=None, lin_ftrs=None, ps=None, max_len=72*20, y_range=None, **kwargs):
     "Create a `TextLearner` with a text classifier from `dls` and `arch` (fastai's signature)."
-    vocab = _text_vocab(dls)
+    vocab = dls_vocab(dls)[0]
     if n_out is None: n_out = _n_classes(dls)
     if not n_out: raise ValueError('`n_out` is not defined and could not be inferred from the data: set `dls.c` or pass `n_out`')
     model = get_text_classifier(arch, len(vocab), n_out, seq_len=seq_len, config=config, y_range=y_range,
@@ -319,6 +318,6 @@ def save_lm_pretrained(learn, name):
     "Save an LM learner as fastai ships WT103: `name.pth` (state dict) and `name.pkl` (itos) in its model dir."
     d = learn.path/learn.model_dir
     wf = atomic_torch_save(get_model(learn.model).state_dict(), d/f'{name}.pth')
-    vf = save_vocab_pickle(_text_vocab(learn.dls), d/f'{name}.pkl')
+    vf = save_vocab_pickle(dls_vocab(learn.dls)[0], d/f'{name}.pkl')
     learn.pretrained_files = (wf, vf)
     return wf, vf
