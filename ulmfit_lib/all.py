@@ -8,6 +8,7 @@ from .awd_lstm import *
 from .clas_data import *
 from .learner import *
 from .ulmfit import *
+from .baseline import *
 
 # The fastai and fastcore names that fastbook's text chapters use beside ours (`fastai.text.all`
 # brings them there), so the book's code runs as written after `from ulmfit_lib.all import *`.
