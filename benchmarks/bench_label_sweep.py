@@ -38,7 +38,7 @@ def write_results(res, load, file, plot, argv):
          f'**Machine**: {platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} '
          f'({torch.get_num_threads()} threads), device {res["device"]}. **Date**: {res["date"]}.',
          f'**Load average** (1 min) at start {load["start"]:.1f}, at end {load["end"]:.1f}, min {load["min"]:.1f}, '
-         f'mean {load["mean"]:.1f}, max {load["max"]:.1f} (sampled every 30 s): the 2 cores were shared with 4 other '
+         f'mean {load["mean"]:.1f}, max {load["max"]:.1f} (sampled during the run): the 2 cores were shared with 4 other '
          f'engineers\' jobs, so the seconds are inflated (idle would be several times faster); accuracies do not depend on it.', '',
          f'**Profile**: `{res["profile"]}`' + (f' with {changed}' if changed else ' (unchanged)') +
          f'; stage 3 schedule per label count: `few_label_schedule` (epochs x ceil(sqrt(2000/N)), at most x5). '
