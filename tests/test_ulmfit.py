@@ -217,7 +217,7 @@ def test_interrupt_in_process(tiny_cache, tmp_path, monkeypatch, capsys):
     old = dict(profile='smoke', device='cpu', data={}, lm={}, classifier={}, total_seconds=1.0)
     (out/'report.json').write_text(json.dumps(old))
     def stop(*a, **k): raise KeyboardInterrupt
-    monkeypatch.setattr(U, '_lm_stage', stop)
+    monkeypatch.setattr(U, 'lm_stage', stop)
     args = ['--profile', 'smoke', '--corpus-cache', str(tiny_cache), '--device', 'cpu', '--set', *TINY]
     try: rc = main(['--out', str(out), *args])
     except KeyboardInterrupt: pytest.fail('KeyboardInterrupt escaped main()')

@@ -9,6 +9,7 @@ from .clas_data import *
 from .learner import *
 from .ulmfit import *
 from .inference import *
+from .baseline import *
 
 # The fastai and fastcore names that fastbook's text chapters use beside ours (`fastai.text.all`
 # brings them there), so the book's code runs as written after `from ulmfit_lib.all import *`.

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['DATA_FIELDS', 'PROFILES', 'IMDB_CLASSES', 'CACHE_FORMAT', 'CACHE_PARTS', 'REPORT_KEYS', 'Profile', 'get_profile',
            'check_field', 'IMDbData', 'prepare_imdb', 'is_corpus_cache', 'save_corpus_cache', 'load_corpus_cache',
-           'TimeLimit', 'fit_budget', 'LossHistory', 'EpochTable', 'plot_losses', 'train_classifier', 'run_ulmfit',
-           'main']
+           'TimeLimit', 'fit_budget', 'LossHistory', 'EpochTable', 'plot_losses', 'clas_schedule', 'train_classifier',
+           'lm_stage', 'run_ulmfit', 'main']
 
 # %% ../nbs/07_ulmfit.ipynb #2f27c935
 import argparse, json, math, os, platform, shutil, sys, tempfile, time, zipfile, zlib
@@ -365,7 +365,7 @@ def plot_losses(curves, file, title):
     plt.close(fig)
     return file
 
-def _clas_schedule(learn, p, deadline=None):
+def clas_schedule(learn, p, deadline=None):
     "The book's gradual unfreezing on `learn` with the profile's epochs and base learning rate."
     lr = p.clas_lr
     steps = [(None, lr), (-2, slice(lr/2/(2.6**4), lr/2)), (-3, slice(lr/4/(2.6**4), lr/4)), (0, slice(lr/20/(2.6**4), lr/20))]
@@ -406,13 +406,13 @@ def train_classifier(data, p, path, encoder=None, device=None, budget=None, log=
         info.update(sec_per_batch=spb, train_fraction=frac)
         learn = make(_subset(trn, frac, p.seed))  # a fresh learner (the timing touched BatchNorm statistics)
     deadline = None if budget is None else t0 + budget * 1.15
-    _clas_schedule(learn, p, deadline)
+    clas_schedule(learn, p, deadline)
     acc = float(learn.validate()[1])
     info['n_train'] = len(learn.dls.train.lens_)
     log(f'{name}: accuracy {acc:.4f} on {len(val[2])} held-out reviews ({time.monotonic()-t0:.0f}s)')
     return learn, acc, time.monotonic() - t0, info
 
-def _lm_stage(data, part_names, p, path, epochs, lr, frozen_epochs=0, pretrained=None, device=None, budget=None, seed=0):
+def lm_stage(data, part_names, p, path, epochs, lr, frozen_epochs=0, pretrained=None, device=None, budget=None, seed=0):
     "Train an LM on the parts `part_names` of `data`; returns `(learn, seconds, info)`."
     t0 = time.monotonic()
     ids = np.concatenate([data.parts[k][0] for k in part_names])
@@ -524,14 +524,14 @@ def _run_stages(p, data, how, t0, t_start, archive, out, cache, time_budget, con
     # stage 1: general LM from scratch, saved in fastai's format
     has_unsup = 'unsup' in data.parts
     if has_unsup:
-        lm1, s1, i1 = _lm_stage(data, ['unsup'], p, out, p.lm1_epochs, p.lm1_lr, device=device,
+        lm1, s1, i1 = lm_stage(data, ['unsup'], p, out, p.lm1_epochs, p.lm1_lr, device=device,
                                 budget=share(fr[0]), seed=1)
         save_lm_pretrained(lm1, 'general_lm')
         v1 = lm1.validate()
         plot('stage1_lm_loss', lm1, f'stage 1: general LM ({p.name})')
         log(f'stage 1: LM accuracy {float(v1[1]):.4f}, perplexity {float(v1[2]):.1f} ({s1:.0f}s)')
     # stage 2: fine-tune on the target texts
-    lm2, s2, i2 = _lm_stage(data, ['lm'], p, out, p.lm2_epochs, p.lm2_lr, frozen_epochs=p.lm2_frozen_epochs,
+    lm2, s2, i2 = lm_stage(data, ['lm'], p, out, p.lm2_epochs, p.lm2_lr, frozen_epochs=p.lm2_frozen_epochs,
                             pretrained=['general_lm', 'general_lm'] if has_unsup else None, device=device,
                             budget=share(fr[1]), seed=2)
     v2 = lm2.validate()
