@@ -37,7 +37,8 @@ def setup(work, n, config, seed=0):
     from ulmfit_lib.tokenize import tokenize_corpus
     from ulmfit_lib.numericalize import corpus_vocab
     from ulmfit_lib.awd_lstm import AWD_LSTM
-    from ulmfit_lib.learner import text_classifier_learner, clas_dls_from_corpus
+    from ulmfit_lib.learner import text_classifier_learner
+    from ulmfit_lib.clas_data import clas_dls_from_corpus
     from ulmfit_lib.inference import save_classifier
     path = get_imdb()
     s = imdb_sample(path, n_train=2000, n_valid=n, seed=42)

@@ -375,7 +375,8 @@ def clas_schedule(learn, p, deadline=None):
         if freeze_to is None: learn.freeze()
         elif freeze_to == 0: learn.unfreeze()
         else: learn.freeze_to(freeze_to)
-        learn.loss_history.label = {None: 'frozen', 0: 'unfrozen'}.get(freeze_to, f'freeze_to({freeze_to})')
+        history = getattr(learn, 'loss_history', None)     # the job's `LossHistory` names the phases of its plots
+        if history is not None: history.label = {None: 'frozen', 0: 'unfrozen'}.get(freeze_to, f'freeze_to({freeze_to})')
         learn.fit_one_cycle(n, lr_, cbs=cbs)
         if cbs and cbs[0].stopped: break
     return learn
