@@ -621,8 +621,8 @@ def _run_stages(p, data, archive, out, cache, time_budget, control_, baseline_, 
     torch.manual_seed(p.seed); np.random.seed(p.seed)
     log(f'ulmfit: profile {p.name} on {_device_name(device)}')
     data, t_data = _job_data(p, data, archive, cache, n_workers, log)
-    texts = check_texts(imdb_texts(p, archive), data) if baseline_ or labels else None
-    base = baseline(texts, p, log) if baseline_ else None
+    texts = _job_texts(p, archive, data, required=bool(labels), log=log) if baseline_ or labels else None
+    base = (baseline(texts, p, log) if texts is not None else 'skipped: the IMDb texts could not be read') if baseline_ else None
     left = lambda: None if time_budget is None else max(time_budget - (time.monotonic() - t_start), 0.5)
     rem = left()
     share = lambda f: None if rem is None else max(rem * f, 0.5)
@@ -638,6 +638,13 @@ def _run_stages(p, data, archive, out, cache, time_budget, control_, baseline_, 
     ctl = control(data, p, out, s3, device, left(), log) if control_ else None
     rows = label_sweep(data, p, labels, out, texts, device, log, 'finetuned', known=(s3, ctl, base)) if labels else None
     return _report(p, device, data, t_data, s1, s2, s3, ctl, base, rows, total, time_budget, t_start)
+
+def _job_texts(p, archive, data, required, log):
+    "The raw reviews of `data` for the baseline; None (and a log line) if IMDb's files cannot be read and they are not `required`."
+    try: return check_texts(imdb_texts(p, archive), data)
+    except (OSError, ConnectionError) as e:     # e.g. a corpus cache carried to a machine without the archive
+        if required: raise
+        log(f'baseline: skipped, the IMDb texts cannot be read ({e})')
 
 # %% ../nbs/07_ulmfit.ipynb #26573e5c
 def _plot(curves, out, name, r, title):
@@ -657,7 +664,7 @@ def _report(p, device, data, t_data, s1, s2, s3, ctl, base, rows, total, time_bu
                total_seconds=round(total, 1), time_budget=time_budget, config=asdict(p), load_avg=list(os.getloadavg()),
                torch=torch.__version__, date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
     if ctl: rep['control'] = ctl.report(note='same classifier and schedule from a random encoder (no stages 1-2)')
-    if base: rep['baseline'] = base.report()
+    if base: rep['baseline'] = base.report() if isinstance(base, StageResult) else dict(note=base)
     if rows: rep['labels'] = rows
     rep['job_seconds'] = round(time.monotonic() - t_start, 1)
     return rep
