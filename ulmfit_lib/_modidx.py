@@ -516,6 +516,7 @@ d = { 'settings': { 'branch': 'main',
                                    'ulmfit_lib.ulmfit.plot_losses': ('ulmfit.html#plot_losses', 'ulmfit_lib/ulmfit.py'),
                                    'ulmfit_lib.ulmfit.prepare_imdb': ('ulmfit.html#prepare_imdb', 'ulmfit_lib/ulmfit.py'),
                                    'ulmfit_lib.ulmfit.profile_files': ('ulmfit.html#profile_files', 'ulmfit_lib/ulmfit.py'),
+                                   'ulmfit_lib.ulmfit.report_table': ('ulmfit.html#report_table', 'ulmfit_lib/ulmfit.py'),
                                    'ulmfit_lib.ulmfit.run_ulmfit': ('ulmfit.html#run_ulmfit', 'ulmfit_lib/ulmfit.py'),
                                    'ulmfit_lib.ulmfit.save_corpus_cache': ('ulmfit.html#save_corpus_cache', 'ulmfit_lib/ulmfit.py'),
                                    'ulmfit_lib.ulmfit.train_classifier': ('ulmfit.html#train_classifier', 'ulmfit_lib/ulmfit.py')}}}
