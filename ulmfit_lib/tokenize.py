@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 import numpy as np
+from fastcore.basics import patch
 from fasttransform import Transform
 from .data import read_text
 from .files import atomic_write
@@ -33,7 +34,7 @@ def fix_html(x):
         '\\"', '"').replace('<unk>',UNK).replace(' @.@ ','.').replace(' @-@ ','-').replace('...',' …')
     return html.unescape(x)
 
-# %% ../nbs/01_tokenize.ipynb #493aa791
+# %% ../nbs/01_tokenize.ipynb #130ec767
 _re_rep = re.compile(r'(\S)(\1{2,})')
 
 def replace_rep(t):
@@ -43,6 +44,7 @@ def replace_rep(t):
         return f' {TK_REP} {len(cc)+1} {c} '
     return _re_rep.sub(_replace_rep, t)
 
+# %% ../nbs/01_tokenize.ipynb #54b5f9c8
 _re_wrep = re.compile(r'(?:\s|^)(\w+)\s+((?:\1\s+)+)\1(\s|\W|$)')
 
 def replace_wrep(t):
@@ -65,7 +67,7 @@ def rm_useless_spaces(t):
     "Remove multiple spaces"
     return _re_space.sub(' ', t)
 
-# %% ../nbs/01_tokenize.ipynb #d57fceb7
+# %% ../nbs/01_tokenize.ipynb #d5a45680
 _re_all_caps = re.compile(r'(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))')
 
 def replace_all_caps(t):
@@ -75,6 +77,7 @@ def replace_all_caps(t):
         return f"{m.groups()[0]}{tok}{m.groups()[1].lower()}"
     return _re_all_caps.sub(_replace_all_caps, t)
 
+# %% ../nbs/01_tokenize.ipynb #abcae591
 _re_maj = re.compile(r'(\s|^)([A-Z][^A-Z\s]*)(?=(\s|$))')
 
 def replace_maj(t):
@@ -84,6 +87,7 @@ def replace_maj(t):
         return f"{m.groups()[0]}{tok}{m.groups()[1].lower()}"
     return _re_maj.sub(_replace_maj, t)
 
+# %% ../nbs/01_tokenize.ipynb #f6496920
 def lowercase(t, add_bos=True, add_eos=False):
     "Converts `t` to lowercase"
     return (f'{BOS} ' if add_bos else '') + t.lower().strip() + (f' {EOS}' if add_eos else '')
@@ -117,7 +121,7 @@ class TextDefaults:
 
 defaults = TextDefaults(tuple(text_spec_tok), tuple(text_proc_rules), tuple(text_postproc_rules))
 
-# %% ../nbs/01_tokenize.ipynb #776d3958
+# %% ../nbs/01_tokenize.ipynb #ec453557
 def check_text(t, i=None):
     "`t` if it is a `str`, else a `TypeError` naming document `i`"
     if not isinstance(t, str):
@@ -131,12 +135,14 @@ def encode_utf8(t, i=None):
         raise ValueError(f"document {'' if i is None else f'{i} '}is not valid Unicode: lone surrogate {t[e.start]!r} at "
                          f"position {e.start} (text decoded with errors='surrogateescape'?)") from None
 
+# %% ../nbs/01_tokenize.ipynb #adae4700
 def check_documents(items, what):
     "`TypeError` if `items` is one `str`/`bytes` where `what` expects a list of documents"
     if isinstance(items, (str, bytes)):
         raise TypeError(f'{what} expects a list of documents, got a single {type(items).__name__} '
                         f'(it would be one document per character): pass [text]')
 
+# %% ../nbs/01_tokenize.ipynb #03cda329
 def _spacy_nlp(lang, special_toks):
     import spacy
     from spacy.symbols import ORTH
@@ -150,6 +156,7 @@ def _plain_specials(nlp, special_toks):
     return all(s and not any(c.isspace() for c in s) and not t.find_prefix(s) and not t.find_suffix(s)
                and not list(t.find_infix(s)) for s in special_toks)
 
+# %% ../nbs/01_tokenize.ipynb #224ec51b
 class WordTokenizer:
     "spaCy tokenizer for `lang` with `special_toks` as special cases (fastai's `SpacyTokenizer`)"
     def __init__(self, lang='en', special_toks=None, buf_sz=5000, fast=True):
@@ -194,10 +201,11 @@ class WordTokenizer:
 
 SpacyTokenizer = WordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #92664be5
+# %% ../nbs/01_tokenize.ipynb #4ba3d93a
 eu_langs = ["bg", "cs", "da", "de", "el", "en", "es", "et", "fi", "fr", "ga", "hr", "hu",
             "it","lt","lv","mt","nl","pl","pt","ro","sk","sl","sv"] # all European langs
 
+# %% ../nbs/01_tokenize.ipynb #bc7865ec
 class SubwordTokenizer:
     "SentencePiece tokenizer for `lang`, trained by `setup` as fastai's `SentencePieceTokenizer`"
     def __init__(self, lang='en', special_toks=None, sp_model=None, vocab_sz=None, max_vocab_sz=30000,
@@ -215,50 +223,6 @@ class SubwordTokenizer:
         tok = SentencePieceProcessor(); tok.Load(str(sp_model))
         return tok
 
-    def _get_vocab_sz(self, raw_text_path):
-        cnt = Counter()
-        with open(raw_text_path, 'r', encoding='utf-8') as f:
-            for line in f.readlines():
-                cnt.update(line.split())
-                if len(cnt)//4 > self.max_vocab_sz: return self.max_vocab_sz
-        res = len(cnt)//4
-        while res%8 != 0: res+=1
-        return max(res,29)
-
-    def train(self, raw_text_path):
-        "Train a sentencepiece model on the lines of `raw_text_path`; return the path of `spm.model`"
-        from sentencepiece import SentencePieceTrainer
-        vocab_sz = self._get_vocab_sz(raw_text_path) if self.vocab_sz is None else self.vocab_sz
-        spec_tokens = ['\u2581'+s for s in self.special_toks]
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix='.spm-tmp-', dir=self.cache_dir))
-        try:
-            SentencePieceTrainer.Train(" ".join([
-                f"--input={raw_text_path} --vocab_size={vocab_sz} --model_prefix={tmp/'spm'}",
-                f"--character_coverage={self.char_coverage} --model_type={self.model_type}",
-                f"--unk_id={len(spec_tokens)} --pad_id=-1 --bos_id=-1 --eos_id=-1 --minloglevel=2",
-                f"--user_defined_symbols={','.join(spec_tokens)} --hard_vocab_limit=false"]))
-            for f in ('spm.vocab', 'spm.model'): atomic_write(self.cache_dir/f, lambda p: os.replace(tmp/f, p))
-        finally: shutil.rmtree(tmp, ignore_errors=True)
-        return self.cache_dir/'spm.model'
-
-    def setup(self, items, rules=None):
-        "Train on `items` (texts or `Path`s) after `rules`, unless a model is loaded"
-        if self.tok is not None: return {'sp_model': self.sp_model}
-        check_documents(items, 'SubwordTokenizer.setup')
-        f = compose_rules(rules)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.cache_dir, prefix='.spm-text-') as d:
-            raw = Path(d)/'texts.out'
-            with open(raw, 'w', encoding='utf-8') as fh:
-                for i,o in enumerate(items):
-                    t = read_text(o) if isinstance(o, Path) else check_text(o, i)
-                    encode_utf8(t, i)
-                    fh.write(f'{f(t)}\n')
-            self.sp_model = self.train(raw)
-        self.tok = self._load(self.sp_model)
-        return {'sp_model': self.sp_model}
-
     def __call__(self, items):
         "Yield the pieces of each text in `items` (training on them first if there is no model)"
         if self.tok is None: self.setup(items)
@@ -269,15 +233,67 @@ class SubwordTokenizer:
         return ['SubwordTokenizer', self.special_toks, hashlib.sha256(self.tok.serialized_model_proto()).hexdigest()]
     def __repr__(self): return f'SubwordTokenizer(lang={self.lang!r}, vocab_sz={self.vocab_sz}, sp_model={self.sp_model})'
 
+# %% ../nbs/01_tokenize.ipynb #41ab3f5b
+@patch
+def _get_vocab_sz(self:SubwordTokenizer, raw_text_path):
+    cnt = Counter()
+    with open(raw_text_path, 'r', encoding='utf-8') as f:
+        for line in f.readlines():
+            cnt.update(line.split())
+            if len(cnt)//4 > self.max_vocab_sz: return self.max_vocab_sz
+    res = len(cnt)//4
+    while res%8 != 0: res+=1
+    return max(res,29)
+
+# %% ../nbs/01_tokenize.ipynb #0ea2be69
+@patch
+def train(self:SubwordTokenizer, raw_text_path):
+    "Train a sentencepiece model on the lines of `raw_text_path`; return the path of `spm.model`"
+    from sentencepiece import SentencePieceTrainer
+    vocab_sz = self._get_vocab_sz(raw_text_path) if self.vocab_sz is None else self.vocab_sz
+    spec_tokens = ['\u2581'+s for s in self.special_toks]
+    self.cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix='.spm-tmp-', dir=self.cache_dir))
+    try:
+        SentencePieceTrainer.Train(" ".join([
+            f"--input={raw_text_path} --vocab_size={vocab_sz} --model_prefix={tmp/'spm'}",
+            f"--character_coverage={self.char_coverage} --model_type={self.model_type}",
+            f"--unk_id={len(spec_tokens)} --pad_id=-1 --bos_id=-1 --eos_id=-1 --minloglevel=2",
+            f"--user_defined_symbols={','.join(spec_tokens)} --hard_vocab_limit=false"]))
+        for f in ('spm.vocab', 'spm.model'): atomic_write(self.cache_dir/f, lambda p: os.replace(tmp/f, p))
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return self.cache_dir/'spm.model'
+
+# %% ../nbs/01_tokenize.ipynb #e357fdea
+@patch
+def setup(self:SubwordTokenizer, items, rules=None):
+    "Train on `items` (texts or `Path`s) after `rules`, unless a model is loaded"
+    if self.tok is not None: return {'sp_model': self.sp_model}
+    check_documents(items, 'SubwordTokenizer.setup')
+    f = compose_rules(rules)
+    self.cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=self.cache_dir, prefix='.spm-text-') as d:
+        raw = Path(d)/'texts.out'
+        with open(raw, 'w', encoding='utf-8') as fh:
+            for i,o in enumerate(items):
+                t = read_text(o) if isinstance(o, Path) else check_text(o, i)
+                encode_utf8(t, i)
+                fh.write(f'{f(t)}\n')
+        self.sp_model = self.train(raw)
+    self.tok = self._load(self.sp_model)
+    return {'sp_model': self.sp_model}
+
+# %% ../nbs/01_tokenize.ipynb #7840c155
 SentencePieceTokenizer = SubwordTokenizer
 
-# %% ../nbs/01_tokenize.ipynb #f622f6a2
+# %% ../nbs/01_tokenize.ipynb #831fcdd0
 def _attaches(c, prev):
     "Does code point `c` belong to the same visible character as the one before (`prev`)?"
     o = ord(c)
     return (unicodedata.category(c) in ('Mn', 'Me', 'Mc') or c == '\u200d' or prev == '\u200d'
             or 0xFE00 <= o <= 0xFE0F or 0x1F3FB <= o <= 0x1F3FF or 0xE0020 <= o <= 0xE007F)
 
+# %% ../nbs/01_tokenize.ipynb #d211f748
 class CharTokenizer:
     "Split texts into characters (grapheme-like clusters), keeping `special_toks` whole"
     def __init__(self, special_toks=None):
