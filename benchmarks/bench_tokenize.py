@@ -32,7 +32,8 @@ def table(rows):
 def bench_texts(n, runs):
     import fastai.text.core as fc
     from ulmfit_lib.data import get_imdb, imdb_sample, read_text
-    from ulmfit_lib.tokenize import tokenize_texts, WordTokenizer
+    from ulmfit_lib.tokenize import WordTokenizer
+    from ulmfit_lib.corpus import tokenize_texts
     s = imdb_sample(get_imdb(), n_train=n, n_valid=0, seed=0)
     texts = [read_text(f) for f in s.train]
     ftok, otok = fc.SpacyTokenizer(), WordTokenizer()   # built once, outside the timings, for both
@@ -59,7 +60,7 @@ def _child(side, out):
         import fastai.text.core as fc
         fc.tokenize_folder(path, n_workers=2, skip_if_exists=False)   # writes beside the data (it ignores output_dir)
     else:
-        from ulmfit_lib.tokenize import tokenize_folder
+        from ulmfit_lib.corpus import tokenize_folder
         c = tokenize_folder(path, n_workers=2, cache_dir=out, progress=False)
         assert len(c) == 100_000
     dt = time.perf_counter() - t
@@ -102,7 +103,7 @@ def check_corpus(fo, oo):
     "Full-corpus parity of the batched path: every document's tokens, the lengths and the counts."
     import fastai.text.core as fc
     from ulmfit_lib.data import get_imdb
-    from ulmfit_lib.tokenize import tokenize_folder
+    from ulmfit_lib.corpus import tokenize_folder
     c = tokenize_folder(get_imdb(), cache_dir=oo, progress=False)
     flens, fcount = fc.load_pickle(fo/'lengths.pkl'), fc.load_pickle(fo/'counter.pkl')
     assert {str(f): int(n) for f, n in zip(c.files, c.lengths)} == flens, 'lengths differ'
@@ -115,7 +116,7 @@ def check_corpus(fo, oo):
 def bench_reload(runs, workdir):
     import fastai.text.core as fc
     from ulmfit_lib.data import get_imdb
-    from ulmfit_lib.tokenize import tokenize_folder, load_corpus
+    from ulmfit_lib.corpus import tokenize_folder, load_corpus
     path, fo, oo = get_imdb(), fastai_out(), workdir/'ours_cache'
     if not (fo/'counter.pkl').exists() or not oo.exists(): raise SystemExit('run the corpus section first (same --workdir)')
     cache_path = tokenize_folder(path, cache_dir=oo, progress=False).cache_path

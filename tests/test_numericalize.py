@@ -84,3 +84,10 @@ def test_setup_without_documents():
     for docs in ([], iter([])):
         with pytest.raises(ValueError, match='no documents'): Numericalize().setup(docs)
     n = Numericalize(min_freq=1); n.setup([["a"]]); assert "a" in n.vocab
+
+
+def test_setup_tells_a_corpus_by_its_type():
+    "Token lists that carry some `counts` array are counted as token lists, not taken for a `TokCorpus`."
+    class Docs(list): counts = np.array([2, 1])
+    n = Numericalize(min_freq=1); n.setup(Docs([['a', 'b'], ['b']]))
+    assert n.vocab[len(text_spec_tok):len(text_spec_tok) + 2] == ['b', 'a']

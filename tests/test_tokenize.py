@@ -9,9 +9,10 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 import fastai.text.core as fc
 from ulmfit_lib.data import imdb_sample, read_text
 import ulmfit_lib.tokenize as T
-from ulmfit_lib.tokenize import (WordTokenizer, SubwordTokenizer, CharTokenizer, Tokenizer, tokenize1, tokenize_texts,
-                                 tokenize_corpus, tokenize_folder, tokenize_df, TokCorpus, text_proc_rules,
+import ulmfit_lib.corpus as C
+from ulmfit_lib.tokenize import (WordTokenizer, SubwordTokenizer, CharTokenizer, Tokenizer, tokenize1, text_proc_rules,
                                  text_postproc_rules, text_spec_tok, compose_rules)
+from ulmfit_lib.corpus import tokenize_texts, tokenize_corpus, tokenize_folder, tokenize_df, TokCorpus
 
 ADVERSARIAL = [
     '', ' ', '\t', '\n', '\r\n', '   \n\t  ', 'a', 'A', 'I', 'xxbos', 'xxmaj xxup xxrep', 'xxbosxx xxunk.',
@@ -135,9 +136,9 @@ def test_tokenize_folder_parity(tmp_path, imdb_path):
     assert out == tmp_path/'corpus_tok'
     out2 = fc.tokenize_folder(src, n_workers=2, skip_if_exists=False)
     assert out2 == out and fc.load_pickle(out2/'counter.pkl') == c.counter()
-    assert T.list_files(src, folders='test') == [str(f) for f in fc.get_files(src, extensions=None, folders='test')]
-    assert T.list_files(src, extensions=['.md', '.TXT']) == [str(f) for f in fc.get_files(src, extensions=['.md', '.TXT'])]
-    loaded = T.load_corpus(c.cache_path)
+    assert C.list_files(src, folders='test') == [str(f) for f in fc.get_files(src, extensions=None, folders='test')]
+    assert C.list_files(src, extensions=['.md', '.TXT']) == [str(f) for f in fc.get_files(src, extensions=['.md', '.TXT'])]
+    loaded = C.load_corpus(c.cache_path)
     assert loaded.docs() == c.docs() and loaded.file_names == [str(f) for f in c.files]
     sub = tokenize_folder(src, folders=['test'], cache_dir=tmp_path/'cache', progress=False)
     assert len(sub) == 20 and all(f.parts[0] == 'test' for f in sub.files)
@@ -211,8 +212,8 @@ def test_corpus_matches_token_lists(docs, n_workers):
 
 
 def test_chunking_does_not_matter(imdb_texts):
-    a = list(T.encode_parallel(imdb_texts[:30], WordTokenizer(), text_proc_rules, text_postproc_rules, 0, chunk_sz=1))
-    b = list(T.encode_parallel(imdb_texts[:30], WordTokenizer(), text_proc_rules, text_postproc_rules, 2, chunk_sz=7))
+    a = list(C.encode_parallel(imdb_texts[:30], WordTokenizer(), text_proc_rules, text_postproc_rules, 0, chunk_sz=1))
+    b = list(C.encode_parallel(imdb_texts[:30], WordTokenizer(), text_proc_rules, text_postproc_rules, 2, chunk_sz=7))
     dec = lambda parts: [v[i] for v, ids, _ in parts for i in ids]
     assert dec(a) == dec(b)
 
@@ -244,7 +245,7 @@ def test_cache_reused_and_keyed(tmp_path, monkeypatch):
     c1 = tokenize_corpus(_texts(), cache_dir=tmp_path, progress=False, n_workers=0)
     assert c1.cache_path.parent == tmp_path and isinstance(c1.ids, np.memmap)
     def boom(*a, **k): raise AssertionError('rebuilt instead of loading the cache')
-    monkeypatch.setattr(T, '_build_corpus', boom)
+    monkeypatch.setattr(C, '_build_corpus', boom)
     c2 = tokenize_corpus(_texts(), cache_dir=tmp_path, progress=False, n_workers=2)
     assert c2.cache_path == c1.cache_path and c2.docs() == c1.docs()
     monkeypatch.undo()
@@ -261,19 +262,19 @@ def test_cache_reused_and_keyed(tmp_path, monkeypatch):
 def test_cache_rule_edit_changes_key():
     def r(t): return t.lower()
     def r2(t): return t.upper()
-    k1, _ = T.corpus_key(['a'], WordTokenizer(), [r], [])
+    k1, _ = C.corpus_key(['a'], WordTokenizer(), [r], [])
     r2.__name__ = r2.__qualname__ = r.__qualname__
-    k2, _ = T.corpus_key(['a'], WordTokenizer(), [r2], [])
+    k2, _ = C.corpus_key(['a'], WordTokenizer(), [r2], [])
     assert k1 != k2
 
 
 def test_cache_key_stable_across_processes(tmp_path):
     "The key must not depend on memory addresses (e.g. of the nested functions inside replace_rep)."
     import subprocess, sys
-    code = ("import ulmfit_lib.tokenize as T; from pathlib import Path; "
-            f"print(T.corpus_key(['a b', ''], T.WordTokenizer(), T.text_proc_rules, T.text_postproc_rules)[0])")
+    code = ("import ulmfit_lib.tokenize as T, ulmfit_lib.corpus as C; from pathlib import Path; "
+            f"print(C.corpus_key(['a b', ''], T.WordTokenizer(), T.text_proc_rules, T.text_postproc_rules)[0])")
     keys = {subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip() for _ in range(2)}
-    keys.add(T.corpus_key(['a b', ''], WordTokenizer(), text_proc_rules, text_postproc_rules)[0])
+    keys.add(C.corpus_key(['a b', ''], WordTokenizer(), text_proc_rules, text_postproc_rules)[0])
     assert len(keys) == 1, keys
 
 
@@ -293,15 +294,15 @@ def test_file_change_invalidates(tmp_path):
 
 def test_interrupted_run_leaves_no_cache(tmp_path, monkeypatch):
     "Ctrl-C after the first chunk: no cache folder, no temp folder, and the next run builds a good cache."
-    orig = T._encode_chunk
+    orig = C._encode_chunk
     calls = []
     def flaky(state, a, b):
         calls.append(a)
         if len(calls) == 2: raise KeyboardInterrupt
         return orig(state, a, b)
-    monkeypatch.setattr(T, '_encode_chunk', flaky)
+    monkeypatch.setattr(C, '_encode_chunk', flaky)
     with pytest.raises(KeyboardInterrupt):
-        T.tokenize_corpus(_texts(40), cache_dir=tmp_path, progress=False, n_workers=0)
+        C.tokenize_corpus(_texts(40), cache_dir=tmp_path, progress=False, n_workers=0)
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
     c = tokenize_corpus(_texts(40), cache_dir=tmp_path, progress=False, n_workers=0)
@@ -318,8 +319,8 @@ def test_leftover_temp_and_broken_cache(tmp_path):
     assert c2.docs() == good
     assert [p.name for p in tmp_path.iterdir()] == [c.cache_path.name]
     (c.cache_path/'meta.json').unlink()                              # no meta: never loaded
-    assert T._load_corpus(c.cache_path, c.key) is None
-    with pytest.raises(ValueError, match='not a complete corpus cache'): T.load_corpus(c.cache_path)
+    assert C._load_corpus(c.cache_path, c.key) is None
+    with pytest.raises(ValueError, match='not a complete corpus cache'): C.load_corpus(c.cache_path)
 
 
 # ---------------------------------------------------------------- bad input
@@ -362,15 +363,15 @@ def test_cache_key_sees_closures_globals_and_partials(tmp_path):
     assert a.doc(0) == ['a', 'MOVIE'] and b.doc(0) == ['a', 'cinema']
     g = {'WORD': 'film'}
     exec("def glob_rule(t): return t.replace('movie', WORD)", g)
-    k1 = T.corpus_key(texts, WordTokenizer(), [g['glob_rule']], [])[0]
+    k1 = C.corpus_key(texts, WordTokenizer(), [g['glob_rule']], [])[0]
     g['WORD'] = 'show'
-    assert T.corpus_key(texts, WordTokenizer(), [g['glob_rule']], [])[0] != k1
+    assert C.corpus_key(texts, WordTokenizer(), [g['glob_rule']], [])[0] != k1
     def dflt(t, w='x'): return t + w
     def dflt2(t, w='y'): return t + w
     dflt2.__name__ = dflt2.__qualname__ = dflt.__qualname__
-    assert T.corpus_key(texts, WordTokenizer(), [dflt], [])[0] != T.corpus_key(texts, WordTokenizer(), [dflt2], [])[0]
+    assert C.corpus_key(texts, WordTokenizer(), [dflt], [])[0] != C.corpus_key(texts, WordTokenizer(), [dflt2], [])[0]
     rep = lambda t, w: t.replace('movie', w)
-    kp = [T.corpus_key(texts, WordTokenizer(), [functools.partial(rep, w=w)], [])[0] for w in ('a', 'b')]
+    kp = [C.corpus_key(texts, WordTokenizer(), [functools.partial(rep, w=w)], [])[0] for w in ('a', 'b')]
     assert kp[0] != kp[1]
 
 
@@ -410,10 +411,10 @@ def test_edited_cache_is_rebuilt_or_refused(tmp_path, i):
     c = tokenize_folder(d, cache_dir=tmp_path/'c', progress=False, n_workers=0)
     good = c.docs(); del c.ids
     tamper(c.cache_path)
-    with pytest.raises(ValueError, match=name): T.load_corpus(c.cache_path)
+    with pytest.raises(ValueError, match=name): C.load_corpus(c.cache_path)
     c2 = tokenize_folder(d, cache_dir=tmp_path/'c', progress=False, n_workers=0)
     assert c2.docs() == good and c2.cache_path == c.cache_path
-    assert T.load_corpus(c2.cache_path).docs() == good
+    assert C.load_corpus(c2.cache_path).docs() == good
 
 
 def test_foreign_folder_with_the_cache_name_is_not_deleted(tmp_path):
@@ -444,19 +445,19 @@ def _folder(tmp_path):
 
 _RACE = """
 import sys, time, pathlib
-import ulmfit_lib.tokenize as T
+import ulmfit_lib.corpus as C
 texts = [f'Review number {i}. It was GREAT!!! really really really good' for i in range(3000)]
 print('ready', flush=True)
 go = pathlib.Path(sys.argv[2])
 while not go.exists(): time.sleep(0.005)
-c = T.tokenize_corpus(texts, cache_dir=sys.argv[1], progress=False, n_workers=0)
+c = C.tokenize_corpus(texts, cache_dir=sys.argv[1], progress=False, n_workers=0)
 assert len(c) == 3000 and c.doc(5)[:4] == ['xxbos', 'xxmaj', 'review', 'number'], c.doc(5)
 """
 
 def test_two_processes_same_cache(tmp_path):
     "Two processes tokenizing the same corpus into the same cache folder at the same moment both succeed."
     import subprocess, sys
-    env = dict(os.environ, PYTHONPATH=str(Path(T.__file__).parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(C.__file__).parents[1]))
     for trial in range(2):
         cache, go = tmp_path/f'c{trial}', tmp_path/f'go{trial}'
         ps = [subprocess.Popen([sys.executable, '-c', _RACE, str(cache), str(go)], stdout=subprocess.PIPE,
@@ -466,7 +467,7 @@ def test_two_processes_same_cache(tmp_path):
         outs = [p.communicate(timeout=120) for p in ps]
         assert [p.returncode for p in ps] == [0, 0], [o[1][-2000:] for o in outs]
         (d,) = [p for p in cache.iterdir() if not p.name.startswith('.')]
-        assert len(T.load_corpus(d)) == 3000
+        assert len(C.load_corpus(d)) == 3000
 
 
 def test_lone_surrogates_and_bad_file_names(tmp_path):
@@ -536,3 +537,12 @@ def test_tokenizer_from_df_pipelines(tmp_path):
     tl = TfmdLists(df, [attrgetter('text'), Tokenizer.from_df('text', cache_dir=tmp_path/'c', n_workers=0), Numericalize(min_freq=1)])
     ftl = TfmdLists(df, [attrgetter('text'), fc.Tokenizer.from_df('text', n_workers=0), Numericalize(min_freq=1)])
     assert tl.vocab == ftl.vocab and [tl[i].tolist() for i in range(4)] == [ftl[i].tolist() for i in range(4)]
+
+
+def test_moved_names_still_import_from_tokenize():
+    "The corpus functions moved to `ulmfit_lib.corpus`; old imports and pickles naming `ulmfit_lib.tokenize` still work."
+    from ulmfit_lib.tokenize import tokenize_corpus as old, TokCorpus as OldCorpus
+    import ulmfit_lib.all as A
+    assert old is C.tokenize_corpus is A.tokenize_corpus and OldCorpus is C.TokCorpus
+    assert pickle.loads(pickle.dumps(C.TokenizedDf(pd.DataFrame(), Counter(), None)))[1] == Counter()
+    with pytest.raises(AttributeError, match='no_such_name'): T.no_such_name

@@ -2,6 +2,7 @@
 from .files import *
 from .data import *
 from .tokenize import *
+from .corpus import *
 from .numericalize import *
 from .lm_data import *
 from .awd_lstm import *

@@ -13,6 +13,7 @@ import contextlib, functools, warnings
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
+from fastcore.basics import patch
 from fastai.layers import LinBnDrop, SigmoidRange
 from .files import check_number
 
@@ -69,7 +70,7 @@ def cpu_lstm_needs_fp32(x:Tensor) -> bool:
     if x.device.type != 'cpu' or not torch.is_autocast_enabled('cpu'): return False
     return not _onednn_low_precision(torch.get_autocast_dtype('cpu'))
 
-# %% ../nbs/05_awd_lstm.ipynb #3b448f6a
+# %% ../nbs/05_awd_lstm.ipynb #6bcda830
 class WeightDropout(nn.Module):
     "Wrap `module`, zeroing each weight of `layer_names` with probability `weight_p` in training (DropConnect)."
     def __init__(self,
@@ -93,39 +94,45 @@ class WeightDropout(nn.Module):
 
     def _do_nothing(self): pass
 
-    def _dropped(self):
-        "The weights to use in this forward pass, by name, dropped in training (in `layer_names` order)."
-        return {l: F.dropout(getattr(self, f'{l}_raw'), p=self.weight_p, training=self.training)
-                for l in self.layer_names}
+# %% ../nbs/05_awd_lstm.ipynb #e79316bf
+@patch
+def _dropped(self:WeightDropout):
+    "The weights to use in this forward pass, by name, dropped in training (in `layer_names` order)."
+    return {l: F.dropout(getattr(self, f'{l}_raw'), p=self.weight_p, training=self.training)
+            for l in self.layer_names}
 
-    def _lstm_weights(self, dropped, x):
-        m = self.module
-        ws = [dropped[n] if n in dropped else getattr(m, n) for n in m._flat_weights_names]
-        if x.is_cuda and torch.backends.cudnn.enabled and _cat_is_cudnn_layout(m, ws, self._layout_ok):
-            flat = torch.cat([w.reshape(-1) for w in ws])
-            ws = [t.view_as(w) for t, w in zip(flat.split([w.numel() for w in ws]), ws)]
-        return ws
+@patch
+def _lstm_weights(self:WeightDropout, dropped, x):
+    m = self.module
+    ws = [dropped[n] if n in dropped else getattr(m, n) for n in m._flat_weights_names]
+    if x.is_cuda and torch.backends.cudnn.enabled and _cat_is_cudnn_layout(m, ws, self._layout_ok):
+        flat = torch.cat([w.reshape(-1) for w in ws])
+        ws = [t.view_as(w) for t, w in zip(flat.split([w.numel() for w in ws]), ws)]
+    return ws
 
-    def forward(self, x, hx=None):
-        dropped = self._dropped()
-        if not isinstance(self.module, nn.LSTM):
-            for l, w in dropped.items(): self.module.__dict__[l] = w
-            return self.module(x) if hx is None else self.module(x, hx)
-        m = self.module
-        if hx is None:
-            n = (2 if m.bidirectional else 1) * m.num_layers
-            z = x.new_zeros(n, x.shape[0 if m.batch_first else 1], m.hidden_size)
-            hx = (z, z)
-        ws = self._lstm_weights(dropped, x)
-        fp32 = cpu_lstm_needs_fp32(x)
-        with torch.autocast('cpu', enabled=False) if fp32 else contextlib.nullcontext():
-            if fp32: x, hx, ws = x.float(), tuple(t.float() for t in hx), [w.float() for w in ws]
-            out, h, c = torch._VF.lstm(x, hx, ws, m.bias, m.num_layers, float(m.dropout), self.training, m.bidirectional,
-                                       m.batch_first)
-        return out, (h, c)
+# %% ../nbs/05_awd_lstm.ipynb #0b475933
+@patch
+def forward(self:WeightDropout, x, hx=None):
+    dropped = self._dropped()
+    if not isinstance(self.module, nn.LSTM):
+        for l, w in dropped.items(): self.module.__dict__[l] = w
+        return self.module(x) if hx is None else self.module(x, hx)
+    m = self.module
+    if hx is None:
+        n = (2 if m.bidirectional else 1) * m.num_layers
+        z = x.new_zeros(n, x.shape[0 if m.batch_first else 1], m.hidden_size)
+        hx = (z, z)
+    ws = self._lstm_weights(dropped, x)
+    fp32 = cpu_lstm_needs_fp32(x)
+    with torch.autocast('cpu', enabled=False) if fp32 else contextlib.nullcontext():
+        if fp32: x, hx, ws = x.float(), tuple(t.float() for t in hx), [w.float() for w in ws]
+        out, h, c = torch._VF.lstm(x, hx, ws, m.bias, m.num_layers, float(m.dropout), self.training, m.bidirectional,
+                                   m.batch_first)
+    return out, (h, c)
 
-    def reset(self):
-        if hasattr(self.module, 'reset'): self.module.reset()
+@patch
+def reset(self:WeightDropout):
+    if hasattr(self.module, 'reset'): self.module.reset()
 
 # %% ../nbs/05_awd_lstm.ipynb #663f5232
 class EmbeddingDropout(nn.Module):
@@ -155,7 +162,7 @@ def check_token_ids(inp:Tensor, vocab_sz:int):
         if lo < 0 or hi >= vocab_sz:
             raise ValueError(f'token ids must be in [0, {vocab_sz}) (vocab_sz={vocab_sz}), got min {lo}, max {hi}')
 
-# %% ../nbs/05_awd_lstm.ipynb #3676dbe8
+# %% ../nbs/05_awd_lstm.ipynb #cee1e6c7
 class AWD_LSTM(nn.Module):
     "AWD-LSTM (Merity et al., https://arxiv.org/abs/1708.02182), fastai's parameters and state-dict keys."
     initrange = 0.1
@@ -192,36 +199,43 @@ class AWD_LSTM(nn.Module):
     def _one_rnn(self, n_in, n_out, bidir, weight_p, l):
         return WeightDropout(nn.LSTM(n_in, n_out, 1, batch_first=True, bidirectional=bidir), weight_p)
 
-    def forward(self, inp:Tensor, from_embeds:bool=False):
-        if not from_embeds: check_token_ids(inp, self.vocab_sz)
-        bs, sl = inp.shape[:2]
-        if bs != self.bs: self._change_hidden(bs)
-        output = self.input_dp(inp if from_embeds else self.encoder_dp(inp))
-        new_hidden = []
-        for l, (rnn, hid_dp) in enumerate(zip(self.rnns, self.hidden_dps)):
-            output, new_h = rnn(output, self.hidden[l])
-            new_hidden.append(new_h)
-            if l != self.n_layers - 1: output = hid_dp(output)
-        self.hidden = [(h.detach(), c.detach()) for h, c in new_hidden]
-        return output
+# %% ../nbs/05_awd_lstm.ipynb #efbbf48b
+@patch
+def _n_out(self:AWD_LSTM, l): return (self.n_hid if l != self.n_layers-1 else self.emb_sz) // self.n_dir
 
-    def _n_out(self, l): return (self.n_hid if l != self.n_layers-1 else self.emb_sz) // self.n_dir
+@patch
+def _one_hidden(self:AWD_LSTM, l):
+    p = self.encoder.weight
+    return (p.new_zeros(self.n_dir, self.bs, self._n_out(l)), p.new_zeros(self.n_dir, self.bs, self._n_out(l)))
 
-    def _one_hidden(self, l):
-        p = self.encoder.weight
-        return (p.new_zeros(self.n_dir, self.bs, self._n_out(l)), p.new_zeros(self.n_dir, self.bs, self._n_out(l)))
+@patch
+def _change_hidden(self:AWD_LSTM, bs):
+    if self.bs < bs:
+        self.hidden = [tuple(torch.cat([h, h.new_zeros(self.n_dir, bs-self.bs, self._n_out(l))], dim=1) for h in hc)
+                       for l, hc in enumerate(self.hidden)]
+    else: self.hidden = [tuple(h[:, :bs].contiguous() for h in hc) for hc in self.hidden]
+    self.bs = bs
 
-    def _change_hidden(self, bs):
-        if self.bs < bs:
-            self.hidden = [tuple(torch.cat([h, h.new_zeros(self.n_dir, bs-self.bs, self._n_out(l))], dim=1) for h in hc)
-                           for l, hc in enumerate(self.hidden)]
-        else: self.hidden = [tuple(h[:, :bs].contiguous() for h in hc) for hc in self.hidden]
-        self.bs = bs
+@patch
+def reset(self:AWD_LSTM):
+    "Zero the hidden states (start of a new text stream)."
+    for r in self.rnns: r.reset()
+    self.hidden = [self._one_hidden(l) for l in range(self.n_layers)]
 
-    def reset(self):
-        "Zero the hidden states (start of a new text stream)."
-        for r in self.rnns: r.reset()
-        self.hidden = [self._one_hidden(l) for l in range(self.n_layers)]
+# %% ../nbs/05_awd_lstm.ipynb #26a37d84
+@patch
+def forward(self:AWD_LSTM, inp:Tensor, from_embeds:bool=False):
+    if not from_embeds: check_token_ids(inp, self.vocab_sz)
+    bs, sl = inp.shape[:2]
+    if bs != self.bs: self._change_hidden(bs)
+    output = self.input_dp(inp if from_embeds else self.encoder_dp(inp))
+    new_hidden = []
+    for l, (rnn, hid_dp) in enumerate(zip(self.rnns, self.hidden_dps)):
+        output, new_h = rnn(output, self.hidden[l])
+        new_hidden.append(new_h)
+        if l != self.n_layers - 1: output = hid_dp(output)
+    self.hidden = [(h.detach(), c.detach()) for h, c in new_hidden]
+    return output
 
 # %% ../nbs/05_awd_lstm.ipynb #e1105f1d
 class LinearDecoder(nn.Module):
@@ -311,10 +325,11 @@ def awd_lstm_clas_split(model):
     groups += [_params(rnn, dp) for rnn, dp in zip(enc.rnns, enc.hidden_dps)]
     return groups + [_params(model[1])]
 
-# %% ../nbs/05_awd_lstm.ipynb #7e720dc9
+# %% ../nbs/05_awd_lstm.ipynb #30ea4bc7
 def _pad_tensor(t, bs):
     return torch.cat([t, t.new_zeros(bs-t.size(0), *t.shape[1:])]) if t.size(0) < bs else t
 
+# %% ../nbs/05_awd_lstm.ipynb #ed064adc
 class SentenceEncoder(nn.Module):
     "Run `module` over a full (padded) text `bptt` tokens at a time; keep the outputs of the last `max_len` tokens."
     def __init__(self,
@@ -328,28 +343,30 @@ class SentenceEncoder(nn.Module):
     def reset(self):
         if hasattr(self.module, 'reset'): self.module.reset()
 
-    def forward(self, input):
-        bs, sl = input.size()
-        self.reset()
-        mask = input == self.pad_idx
-        # where each row's text starts: after its leading chunks of padding (a row of padding only starts at 0)
-        first = (~mask).int().argmax(dim=1)
-        order = torch.argsort(first, stable=True)
-        if not bool((order == torch.arange(bs, device=order.device)).all()):   # not sorted: sort, run, unsort
-            outs, omask = self.forward(input[order])
-            inv = torch.argsort(order)
-            return outs[inv], omask[inv]
-        starts = list(range(0, sl, self.bptt))
-        real = torch.searchsorted(first.contiguous(), torch.tensor(starts, device=first.device), right=True).tolist()
-        outs, masks = [], []
-        for i, real_bs in zip(starts, real):
-            keep = self.max_len is None or sl - i <= self.max_len
-            with torch.set_grad_enabled(torch.is_grad_enabled() and keep):
-                o = self.module(input[:real_bs, i:min(i+self.bptt, sl)])
-            if keep:
-                outs.append(o)
-                masks.append(mask[:, i:min(i+self.bptt, sl)])
-        return torch.cat([_pad_tensor(o, bs) for o in outs], dim=1), torch.cat(masks, dim=1)
+# %% ../nbs/05_awd_lstm.ipynb #b2706f10
+@patch
+def forward(self:SentenceEncoder, input):
+    bs, sl = input.size()
+    self.reset()
+    mask = input == self.pad_idx
+    # where each row's text starts: after its leading chunks of padding (a row of padding only starts at 0)
+    first = (~mask).int().argmax(dim=1)
+    order = torch.argsort(first, stable=True)
+    if not bool((order == torch.arange(bs, device=order.device)).all()):   # not sorted: sort, run, unsort
+        outs, omask = self.forward(input[order])
+        inv = torch.argsort(order)
+        return outs[inv], omask[inv]
+    starts = list(range(0, sl, self.bptt))
+    real = torch.searchsorted(first.contiguous(), torch.tensor(starts, device=first.device), right=True).tolist()
+    outs, masks = [], []
+    for i, real_bs in zip(starts, real):
+        keep = self.max_len is None or sl - i <= self.max_len
+        with torch.set_grad_enabled(torch.is_grad_enabled() and keep):
+            o = self.module(input[:real_bs, i:min(i+self.bptt, sl)])
+        if keep:
+            outs.append(o)
+            masks.append(mask[:, i:min(i+self.bptt, sl)])
+    return torch.cat([_pad_tensor(o, bs) for o in outs], dim=1), torch.cat(masks, dim=1)
 
 # %% ../nbs/05_awd_lstm.ipynb #c3fc1fe4
 def masked_concat_pool(output:Tensor, # Output of the sentence encoder
@@ -408,12 +425,25 @@ def get_text_classifier(arch,                # `AWD_LSTM`
     model = SequentialRNN(encoder, PoolingLinearClassifier(layers, ps, bptt=seq_len, y_range=y_range))
     return model if init is None else model.apply(init)
 
-# %% ../nbs/05_awd_lstm.ipynb #61013adc
+# %% ../nbs/05_awd_lstm.ipynb #8bbf7eb8
 def _last_logits(model, ids):
     "Decoder output for the last position of `ids` (bs, sl), carrying `model[0]`'s hidden state."
     out = model[0](ids)
     return model[1](out[:, -1:])[0][:, -1]
 
+# %% ../nbs/05_awd_lstm.ipynb #328a659d
+def _sample(logits, temperature, min_p, no_unk, unk_idx):
+    "One token id drawn from `logits` (1, vocab) with fastai's rule"
+    res = F.softmax(logits[0].float(), dim=-1)
+    if no_unk: res[unk_idx] = 0.
+    if min_p is not None:
+        if (res >= min_p).float().sum() == 0:
+            warnings.warn(f'There is no item with probability >= {min_p}, try a lower value.')
+        else: res[res < min_p] = 0.
+    if temperature != 1.: res.pow_(1 / temperature)
+    return torch.multinomial(res, 1)
+
+# %% ../nbs/05_awd_lstm.ipynb #b92a59a1
 def generate(model,             # Language model from `get_language_model` (or fastai's)
              ids,               # Prompt: 1-d tensor (or list) of token ids
              n_words:int,       # Number of tokens to generate
@@ -436,13 +466,6 @@ def generate(model,             # Language model from `get_language_model` (or f
             logits = _last_logits(model, ids[None])
             for k in range(n_words):
                 if k: logits = _last_logits(model, new[-1][None])   # one step: the word just sampled
-                res = F.softmax(logits[0].float(), dim=-1)
-                if no_unk: res[unk_idx] = 0.
-                if min_p is not None:
-                    if (res >= min_p).float().sum() == 0:
-                        warnings.warn(f'There is no item with probability >= {min_p}, try a lower value.')
-                    else: res[res < min_p] = 0.
-                if temperature != 1.: res.pow_(1 / temperature)
-                new.append(torch.multinomial(res, 1))
+                new.append(_sample(logits, temperature, min_p, no_unk, unk_idx))
     finally: model.train(was_training)
     return torch.cat([ids] + new)

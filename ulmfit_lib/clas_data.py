@@ -23,7 +23,7 @@ from fastai.torch_core import retain_type, display_df
 from .files import check_number
 from .numericalize import Numericalize, numericalize_corpus
 from .lm_data import LMDataLoader, TextIds, docs_to_arrays
-from .tokenize import CorpusTokenizer, DfTokenizer, tokenize_folder  # the two tokenizers are also fastai's names here
+from .corpus import CorpusTokenizer, DfTokenizer, tokenize_folder  # the two tokenizers are also fastai's names here
 
 # %% ../nbs/04_clas_data.ipynb #79f05983
 def pad_chunk(x, pad_idx=1, pad_first=True, seq_len=72, pad_len=10):

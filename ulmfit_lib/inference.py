@@ -19,7 +19,8 @@ from .files import atomic_write, mark_ours, replace_dir, remove_stale, current_u
 from .data import read_text
 from .tokenize import (Tokenizer, WordTokenizer, CharTokenizer, text_proc_rules, text_postproc_rules, fix_html,
                                  replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps, replace_maj,
-                                 lowercase, replace_space, encode_parallel)
+                                 lowercase, replace_space)
+from .corpus import encode_parallel
 from .clas_data import pad_chunk
 from .awd_lstm import AWD_LSTM, get_text_classifier
 from .learner import safe_torch_load, load_state_checked, dls_vocab

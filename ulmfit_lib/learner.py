@@ -19,7 +19,8 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, Perplexity
 from fastai.torch_core import get_model
 from fastai.text.learner import decode_spec_tokens
-from .tokenize import UNK, PAD, BOS, TokCorpus, tokenize1, tokenize_corpus, tokenize_folder
+from .tokenize import UNK, PAD, BOS, tokenize1
+from .corpus import TokCorpus, tokenize_corpus, tokenize_folder
 from .numericalize import corpus_vocab
 from .files import atomic_write
 from .lm_data import lm_dls_from_corpus
