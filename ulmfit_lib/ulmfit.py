@@ -25,7 +25,7 @@ from fastprogress.fastprogress import IN_NOTEBOOK
 from fastai.metrics import accuracy, Perplexity
 from .files import atomic_write, mark_ours, is_ours, replace_dir, remove_stale, current_umask, check_number
 from .data import get_imdb, imdb_sample, read_text, IMDB_ENV, IMDB_COUNTS
-from .tokenize import TokCorpus, tokenize_corpus, tokenize_folder
+from .corpus import TokCorpus, tokenize_corpus, tokenize_folder
 from .numericalize import make_vocab, numericalize_corpus
 from .awd_lstm import AWD_LSTM, awd_lstm_lm_config, awd_lstm_clas_config
 from .lm_data import lm_dls_from_ids, split_docs
