@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fastcore.foundation import L
+from fastcore.basics import patch
 from fastai.data.core import TfmdDL, DataLoaders
 from fastai.data.transforms import Category
 from fastai.text.data import LMTensorText, TensorText
@@ -41,7 +42,7 @@ def docs_to_arrays(docs):
     buf = np.concatenate([a.astype(dtype, copy=False) for a in arrs])
     return buf, np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64), lens
 
-# %% ../nbs/03_lm_data.ipynb #a9399213
+# %% ../nbs/03_lm_data.ipynb #230e28e4
 def _empty_arrays(): return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64)
 
 class TextIds:
@@ -60,32 +61,39 @@ class TextIds:
         s = int(self.starts[i]); x = self.x_type(torch.from_numpy(self.buf[s:s+int(self.lens[i])].astype(np.int64)))
         return (x,) if self.labels is None else (x, self.labels[i])
 
-    def _new(self, arrays, labels=None):
-        return TextIds(*arrays, labels=labels, vocab=self.vocab, classes=self.classes, tok=self.tok, rules=self.rules, x_type=self.x_type)
-    def new_empty(self):
-        "No documents, the same pipeline (what fastai's `Learner.export` keeps)"
-        return self._new(_empty_arrays(), None if self.labels is None else self.labels[:0])
-
     @staticmethod
     def is_texts(items):
         "Whether `items` is a non-empty list of raw texts (str or Path), as `dls.test_dl` hands them to `new`"
         return isinstance(items, (list, tuple, L)) and len(items) > 0 and all(isinstance(o, (str, Path)) for o in items)
 
-    def test_set(self, texts):
-        "Raw `texts` (str or Path) tokenized with `tok`/`rules` and numericalized with `vocab` (unknown: id 0, `xxunk`)"
-        if self.vocab is None: raise ValueError('no vocab to numericalize raw texts: build the loaders with `vocab=`')
-        o2i = {w: i for i, w in enumerate(self.vocab) if w != 'xxfake'}
-        docs = [np.array([o2i.get(t, 0) for t in tokenize1(read_text(o) if isinstance(o, Path) else o, tok=self.tok, rules=self.rules)],
-                         dtype=np.int64) for o in texts]
-        return self._new(docs_to_arrays(docs) if docs else _empty_arrays())
+# %% ../nbs/03_lm_data.ipynb #74facdf0
+@patch
+def _new(self: TextIds, arrays, labels=None):
+    return TextIds(*arrays, labels=labels, vocab=self.vocab, classes=self.classes, tok=self.tok, rules=self.rules, x_type=self.x_type)
 
-    def decode(self, o, full=True):
-        "A sample `(ids, ...)` as `(text, ...)`: ids to tokens of `vocab`, label ids to `classes`"
-        def dec(k, v):
-            if k < self.n_inp or (self.labels is None and self.classes is None):
-                return TitledStr(' '.join(self.vocab[i] for i in v.tolist())) if self.vocab is not None else v
-            return Category(self.classes[int(v)]) if self.classes is not None else v
-        return tuple(dec(k, v) for k, v in enumerate(o))
+@patch
+def new_empty(self: TextIds):
+    "No documents, the same pipeline (what fastai's `Learner.export` keeps)"
+    return self._new(_empty_arrays(), None if self.labels is None else self.labels[:0])
+
+# %% ../nbs/03_lm_data.ipynb #356a89aa
+@patch
+def test_set(self: TextIds, texts):
+    "Raw `texts` (str or Path) tokenized with `tok`/`rules` and numericalized with `vocab` (unknown: id 0, `xxunk`)"
+    if self.vocab is None: raise ValueError('no vocab to numericalize raw texts: build the loaders with `vocab=`')
+    o2i = {w: i for i, w in enumerate(self.vocab) if w != 'xxfake'}
+    docs = [np.array([o2i.get(t, 0) for t in tokenize1(read_text(o) if isinstance(o, Path) else o, tok=self.tok, rules=self.rules)],
+                     dtype=np.int64) for o in texts]
+    return self._new(docs_to_arrays(docs) if docs else _empty_arrays())
+
+@patch
+def decode(self: TextIds, o, full=True):
+    "A sample `(ids, ...)` as `(text, ...)`: ids to tokens of `vocab`, label ids to `classes`"
+    def dec(k, v):
+        if k < self.n_inp or (self.labels is None and self.classes is None):
+            return TitledStr(' '.join(self.vocab[i] for i in v.tolist())) if self.vocab is not None else v
+        return Category(self.classes[int(v)]) if self.classes is not None else v
+    return tuple(dec(k, v) for k, v in enumerate(o))
 
 # %% ../nbs/03_lm_data.ipynb #f863c046
 def vary_bounds(bl, seq_len, rng, p=0.95, sd=5, min_len=5):
@@ -106,7 +114,7 @@ def check_world(n_batches, world_size):
                          f'every rank needs at least one batch (use fewer processes, a smaller bs or more data)')
     return world_size
 
-# %% ../nbs/03_lm_data.ipynb #0ba43a35
+# %% ../nbs/03_lm_data.ipynb #fa872608
 class LMDataLoader(TfmdDL):
     "A `DataLoader` for language modeling: fastai's batches, built from one int array per epoch"
     def __init__(self, dataset=None, lens=None, cache=2, bs=64, seq_len=72, num_workers=0, shuffle=False,
@@ -137,87 +145,108 @@ class LMDataLoader(TfmdDL):
         if seed is not None: self.rng = random.Random(seed)
         self._order, self._stream = None, None
 
-    @classmethod
-    def from_ids(cls, ids, offsets, **kwargs):
-        "Loader over the documents `ids[offsets[i]:offsets[i+1]]` of one concatenated int array (no per-document work)."
-        offsets = np.asarray(offsets, dtype=np.int64)
-        if offsets.ndim != 1 or len(offsets) < 2: raise ValueError(f'offsets must hold n_docs+1 >= 2 positions, got {len(offsets)}')
-        if offsets[0] != 0 or offsets[-1] != len(ids) or (np.diff(offsets) < 0).any():
-            raise ValueError(f'offsets must rise from 0 to len(ids)={len(ids)}, got {offsets[0]}..{offsets[-1]}')
-        return cls(arrays=(ids, offsets[:-1], np.diff(offsets)), **kwargs)
+# %% ../nbs/03_lm_data.ipynb #0558296c
+@patch(cls_method=True)
+def from_ids(cls: LMDataLoader, ids, offsets, **kwargs):
+    "Loader over the documents `ids[offsets[i]:offsets[i+1]]` of one concatenated int array (no per-document work)."
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if offsets.ndim != 1 or len(offsets) < 2: raise ValueError(f'offsets must hold n_docs+1 >= 2 positions, got {len(offsets)}')
+    if offsets[0] != 0 or offsets[-1] != len(ids) or (np.diff(offsets) < 0).any():
+        raise ValueError(f'offsets must rise from 0 to len(ids)={len(ids)}, got {offsets[0]}..{offsets[-1]}')
+    return cls(arrays=(ids, offsets[:-1], np.diff(offsets)), **kwargs)
 
-    def doc_order(self):
-        "Document order of the next epoch: stored order, or a permutation drawn from `self.rng` when shuffling."
-        if not self.shuffle: return None
-        return np.random.default_rng(self.rng.getrandbits(64)).permutation(len(self.lens_))
+# %% ../nbs/03_lm_data.ipynb #69fc718f
+@patch
+def doc_order(self: LMDataLoader):
+    "Document order of the next epoch: stored order, or a permutation drawn from `self.rng` when shuffling."
+    if not self.shuffle: return None
+    return np.random.default_rng(self.rng.getrandbits(64)).permutation(len(self.lens_))
 
-    def make_stream(self, order=None):
-        "All documents (each reversed if `backwards`) concatenated in `order` (default: stored order)."
-        b, st, ln = self.buf, self.starts, self.lens_
-        if order is None and not self.backwards and len(st) and st[0] == 0 and (st[1:] == st[:-1] + ln[:-1]).all():
-            return b[:self.n_tok]                           # stored contiguously: the stream *is* the buffer
-        idx = range(len(ln)) if order is None else order.tolist()
-        if self.backwards: parts = [b[st[i]:st[i]+ln[i]][::-1] for i in idx]
-        else: parts = [b[st[i]:st[i]+ln[i]] for i in idx]
-        return np.concatenate(parts)
+@patch
+def make_stream(self: LMDataLoader, order=None):
+    "All documents (each reversed if `backwards`) concatenated in `order` (default: stored order)."
+    b, st, ln = self.buf, self.starts, self.lens_
+    if order is None and not self.backwards and len(st) and st[0] == 0 and (st[1:] == st[:-1] + ln[:-1]).all():
+        return b[:self.n_tok]                           # stored contiguously: the stream *is* the buffer
+    idx = range(len(ln)) if order is None else order.tolist()
+    if self.backwards: parts = [b[st[i]:st[i]+ln[i]][::-1] for i in idx]
+    else: parts = [b[st[i]:st[i]+ln[i]] for i in idx]
+    return np.concatenate(parts)
 
-    def _rows(self):
-        "This rank's `bs` of the stream's `bs*world_size` rows of `bl` tokens (inputs) and the same shifted by one (targets): views"
-        s, W, n, r = self._stream, self.world_size, self.bs * self.world_size * self.bl, slice(self.rank * self.bs, (self.rank + 1) * self.bs)
-        return s[:n].reshape(self.bs * W, self.bl)[r], s[1:n+1].reshape(self.bs * W, self.bl)[r]
+# %% ../nbs/03_lm_data.ipynb #94a05ffd
+@patch
+def _rows(self: LMDataLoader):
+    "This rank's `bs` of the stream's `bs*world_size` rows of `bl` tokens (inputs) and the same shifted by one (targets): views"
+    s, W, n, r = self._stream, self.world_size, self.bs * self.world_size * self.bl, slice(self.rank * self.bs, (self.rank + 1) * self.bs)
+    return s[:n].reshape(self.bs * W, self.bl)[r], s[1:n+1].reshape(self.bs * W, self.bl)[r]
 
-    def get_idxs(self): return list(range(self.n))    # fastai's: the sample order is fixed, documents are shuffled
+@patch
+def get_idxs(self: LMDataLoader): return list(range(self.n))    # fastai's: the sample order is fixed, documents are shuffled
 
-    def batch_bounds(self):
-        "Column `(start, length)` of each batch of the next epoch: fixed `seq_len`, or AWD-LSTM's random lengths"
-        if not self.vary_seq_len:
-            return [(k * self.seq_len, self.last_len if k == self.n_batches - 1 else self.seq_len) for k in range(self.n_batches)]
-        if self._sched is None: self._sched = vary_bounds(self.bl, self.seq_len, random.Random(self.rng.getrandbits(64)))
-        return self._sched
+# %% ../nbs/03_lm_data.ipynb #7a4a3e84
+@patch
+def batch_bounds(self: LMDataLoader):
+    "Column `(start, length)` of each batch of the next epoch: fixed `seq_len`, or AWD-LSTM's random lengths"
+    if not self.vary_seq_len:
+        return [(k * self.seq_len, self.last_len if k == self.n_batches - 1 else self.seq_len) for k in range(self.n_batches)]
+    if self._sched is None: self._sched = vary_bounds(self.bl, self.seq_len, random.Random(self.rng.getrandbits(64)))
+    return self._sched
 
-    def __len__(self): return len(self.batch_bounds()) if self.vary_seq_len else super().__len__()
+@patch
+def __len__(self: LMDataLoader): return len(self.batch_bounds()) if self.vary_seq_len else TfmdDL.__len__(self)
 
-    def create_batches(self, samps):
-        if self.n_tok == 0: return                         # an empty loader (`new_empty`): no batches
-        self._order = self.doc_order()                     # once per epoch
-        self._stream = self.make_stream(self._order)
-        X, Y = self._rows()
-        bounds, self._sched = self.batch_bounds(), None    # a new random schedule for the next epoch
-        for a, sl in bounds:
-            yield (LMTensorText(torch.from_numpy(X[:, a:a+sl].astype(np.int64))),
-                   LMTensorText(torch.from_numpy(Y[:, a:a+sl].astype(np.int64))))
+# %% ../nbs/03_lm_data.ipynb #d6689d8a
+@patch
+def create_batches(self: LMDataLoader, samps):
+    if self.n_tok == 0: return                         # an empty loader (`new_empty`): no batches
+    self._order = self.doc_order()                     # once per epoch
+    self._stream = self.make_stream(self._order)
+    X, Y = self._rows()
+    bounds, self._sched = self.batch_bounds(), None    # a new random schedule for the next epoch
+    for a, sl in bounds:
+        yield (LMTensorText(torch.from_numpy(X[:, a:a+sl].astype(np.int64))),
+               LMTensorText(torch.from_numpy(Y[:, a:a+sl].astype(np.int64))))
 
-    def create_item(self, seq):
-        "Sample `seq` (row `seq % bs` of batch `seq // bs`), as fastai indexes it."
-        if seq is None: seq = 0
-        if seq >= self.n: raise IndexError(f'sample {seq} of an epoch of {self.n} samples')
-        if self._stream is None: self._stream = self.make_stream(None)
-        sl = self.last_len if seq // self.bs == self.n_batches - 1 else self.seq_len
-        st = (self.rank * self.bs + seq % self.bs) * self.bl + (seq // self.bs) * self.seq_len
-        txt = torch.from_numpy(self._stream[st:st+sl+1].astype(np.int64))
-        return LMTensorText(txt[:-1]), LMTensorText(txt[1:])
+# %% ../nbs/03_lm_data.ipynb #26553ff6
+@patch
+def create_item(self: LMDataLoader, seq):
+    "Sample `seq` (row `seq % bs` of batch `seq // bs`), as fastai indexes it."
+    if seq is None: seq = 0
+    if seq >= self.n: raise IndexError(f'sample {seq} of an epoch of {self.n} samples')
+    if self._stream is None: self._stream = self.make_stream(None)
+    sl = self.last_len if seq // self.bs == self.n_batches - 1 else self.seq_len
+    st = (self.rank * self.bs + seq % self.bs) * self.bl + (seq // self.bs) * self.seq_len
+    txt = torch.from_numpy(self._stream[st:st+sl+1].astype(np.int64))
+    return LMTensorText(txt[:-1]), LMTensorText(txt[1:])
 
-    def new(self, dataset=None, seq_len=None, **kwargs):
-        "A loader like this one over `dataset` (default: the same documents); raw texts go through `TextIds.test_set`"
-        same = dataset is None or dataset is self.dataset
-        if not same and isinstance(self.dataset, TextIds) and TextIds.is_texts(dataset):
-            dataset = self.dataset.test_set(dataset)
-        kw = dict(seq_len=self.seq_len if seq_len is None else seq_len, backwards=self.backwards, doc_ids=self.doc_ids,
-                  vary_seq_len=self.vary_seq_len, empty_ok=True, rank=self.rank, world_size=self.world_size,
-                  arrays=(self.buf, self.starts, self.lens_) if same else None)
-        if self.__dict__.get('vocab') is not None: kw['vocab'] = self.vocab
-        return super().new(dataset=dataset, **{**kw, **kwargs})
+# %% ../nbs/03_lm_data.ipynb #3e1aac8d
+@patch
+def new(self: LMDataLoader, dataset=None, seq_len=None, **kwargs):
+    "A loader like this one over `dataset` (default: the same documents); raw texts go through `TextIds.test_set`"
+    same = dataset is None or dataset is self.dataset
+    if not same and isinstance(self.dataset, TextIds) and TextIds.is_texts(dataset):
+        dataset = self.dataset.test_set(dataset)
+    kw = dict(seq_len=self.seq_len if seq_len is None else seq_len, backwards=self.backwards, doc_ids=self.doc_ids,
+              vary_seq_len=self.vary_seq_len, empty_ok=True, rank=self.rank, world_size=self.world_size,
+              arrays=(self.buf, self.starts, self.lens_) if same else None)
+    if self.__dict__.get('vocab') is not None: kw['vocab'] = self.vocab
+    return TfmdDL.new(self, dataset=dataset, **{**kw, **kwargs})
 
-    def show_batch(self, b=None, max_n=9, ctxs=None, show=True, unique=False, trunc_at=150, **kwargs):
-        "fastai's `show_batch` inside a `DataBlock`; otherwise a table of `text`/`text_` decoded with `self.vocab`."
-        if hasattr(self.dataset, 'decode') and not isinstance(self.dataset, TextIds): return super().show_batch(b, max_n=max_n, ctxs=ctxs, show=show, unique=unique, **kwargs)
+# %% ../nbs/03_lm_data.ipynb #d6b28f80
+@patch
+def show_batch(self: LMDataLoader, b=None, max_n=9, ctxs=None, show=True, unique=False, trunc_at=150, **kwargs):
+    "The book's table of `text`/`text_` (input and target), decoded by the `DataBlock`'s pipeline or with `self.vocab`"
+    if hasattr(self.dataset, 'decode') and not isinstance(self.dataset, TextIds):
+        samples = self.decode_batch(self.one_batch() if b is None else b, max_n=max_n)
+        cols = [[' '.join(str(s[k]).split(' ')[:trunc_at]) for s in samples] for k in (0, 1)]
+    else:
         vocab = self.__dict__.get('vocab')
         if vocab is None: raise ValueError('show_batch needs a vocab: pass `vocab=` to the LMDataLoader')
         x, y = self.one_batch() if b is None else b
-        dec = lambda r: ' '.join(vocab[i] for i in r[:trunc_at].tolist())
-        df = pd.DataFrame({'text': [dec(r) for r in x[:max_n]], 'text_': [dec(r) for r in y[:max_n]]})
-        if show: display_df(df)
-        return df
+        cols = [[' '.join(vocab[i] for i in r[:trunc_at].tolist()) for r in t[:max_n]] for t in (x, y)]
+    df = pd.DataFrame({'text': cols[0], 'text_': cols[1]})
+    if show: display_df(df)
+    return df
 
 # %% ../nbs/03_lm_data.ipynb #b3a54972
 def split_docs(ids, offsets, idx):
