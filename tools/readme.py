@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Write README.md from nbs/index.ipynb (what `nbdev-readme` does, without needing Quarto).
 
-Markdown cells are copied; code cells become ```python blocks; cells marked `#| hide` are left out,
-and directive lines (`#| ...`) are dropped. `--check` exits 1 if README.md is not up to date.
+Markdown cells are copied; code cells become ```python blocks followed by their stored outputs (markdown as
+it is, text in a plain block); `#| echo: false` shows only a cell's outputs; cells marked `#| hide` are left
+out, and directive lines (`#| ...`) are dropped. `--check` exits 1 if README.md is not up to date.
 """
 import json, sys
 from pathlib import Path
@@ -16,11 +17,25 @@ def render(nb_path=root/'nbs'/'index.ipynb'):
         src = c['source'] if isinstance(c['source'], str) else ''.join(c['source'])
         lines = src.split('\n')
         if any(l.strip().replace(' ', '') in ('#|hide', '#|hide_input') for l in lines): continue
+        echo = not any(l.strip().replace(' ', '') == '#|echo:false' for l in lines)
         lines = [l for l in lines if not l.lstrip().startswith('#|')]
         text = '\n'.join(lines).strip('\n')
-        if not text.strip(): continue
-        parts.append(text if c['cell_type'] == 'markdown' else f'```python\n{text}\n```')
+        if c['cell_type'] == 'markdown':
+            if text.strip(): parts.append(text)
+            continue
+        if echo and text.strip(): parts.append(f'```python\n{text}\n```')
+        parts += [o for o in map(render_output, c.get('outputs', [])) if o]
     return '\n\n'.join(parts) + '\n'
+
+def render_output(o):
+    "A stored output as README markdown: markdown as it is, text (a stream or a plain result) in a block; others left out."
+    if o.get('output_type') == 'stream': text = o.get('text', '')
+    else:
+        data = o.get('data', {})
+        if 'text/markdown' in data: return ''.join(data['text/markdown']).strip('\n')
+        text = data.get('text/plain', '')
+    text = (''.join(text) if isinstance(text, list) else text).strip('\n')
+    return f'```\n{text}\n```' if text.strip() else ''
 
 if __name__ == '__main__':
     out = render()
