@@ -83,8 +83,10 @@ def worker(rank, port, out):
         rec['lm_valid'] = [float(v) for v in learn.validate()]
     rec['lm_final'] = {k: v.clone() for k, v in learn.model.state_dict().items()}
     clas = _clas_learner(_clas_dls(BS), out/f'r{rank}')
-    rec['clas_wgts'] = {k: v.clone() for k, v in clas.model.state_dict().items()}
+    clas.freeze_to(-2)                                  # gradual unfreezing: frozen layers under DDP
     with distributed(clas):
+        clas.fit(1, 1e-2)
+        rec['clas_wgts'] = {k: v.clone() for k, v in clas.model.state_dict().items()}
         rec['clas_valid'] = [float(v) for v in clas.validate()]
         rec['preds'], rec['targs'] = clas.get_preds()
     torch.save(rec, out/f'rank{rank}.pt')
@@ -123,6 +125,7 @@ def test_params_identical_every_step(ddp_run):
     assert len(r0['params']) == len(r1['params']) > 1
     for a, b in zip(r0['params'], r1['params']): assert torch.equal(a, b)
     assert not torch.equal(r0['params'][0], r0['params'][-1])          # it did train
+    for k, v in r0['clas_wgts'].items(): assert torch.equal(v, r1['clas_wgts'][k]), k   # the classifier too (partly frozen)
 
 
 def test_tokens_union_is_single_epoch(ddp_run, tmp_path):
