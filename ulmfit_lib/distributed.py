@@ -6,7 +6,7 @@
 __all__ = ['world_info', 'is_main_process', 'sorted_shards', 'init_distributed', 'broadcast_obj', 'gather_cat', 'ShardedDL',
            'distributed']
 
-# %% ../nbs/06a_distributed.ipynb #e7f2d6bf
+# %% ../nbs/06a_distributed.ipynb #7fb6759c
 import os, random, datetime
 from contextlib import contextmanager
 import numpy as np
@@ -19,7 +19,7 @@ from .files import check_number
 from .lm_data import LMDataLoader, check_world
 from .clas_data import SortedDL
 
-# %% ../nbs/06a_distributed.ipynb #bd7cecfa
+# %% ../nbs/06a_distributed.ipynb #6142dd63
 def world_info():
     "`(rank, world_size)` of this process from the launcher's environment (`RANK`, `WORLD_SIZE`); `(0, 1)` when run alone"
     try: rank, ws = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1) or 1)
@@ -31,7 +31,7 @@ def is_main_process():
     "Whether this process is rank 0, the one that writes models, plots and reports"
     return world_info()[0] == 0
 
-# %% ../nbs/06a_distributed.ipynb #f7f77ffd
+# %% ../nbs/06a_distributed.ipynb #447338d0
 def sorted_shards(order, bs, world_size, drop_last=False):
     "Each rank's batches: `order` cut into steps of up to `bs*world_size` items, each step in `world_size` consecutive near-equal pieces, piece `r` to rank `r`"
     order = np.asarray(order, dtype=np.int64); n, W = len(order), world_size
@@ -43,7 +43,7 @@ def sorted_shards(order, bs, world_size, drop_last=False):
     pieces = np.array_split(order, n_steps * W)
     return [pieces[r::W] for r in range(W)]
 
-# %% ../nbs/06a_distributed.ipynb #3eaee9a2
+# %% ../nbs/06a_distributed.ipynb #22f88d57
 def init_distributed(timeout=None, backend=None):
     "Join the process group the launcher describes (gloo on CPU, NCCL on GPUs), collectives failing after `timeout` s; `(rank, world_size)`"
     rank, ws = world_info()
@@ -59,7 +59,7 @@ def broadcast_obj(o, src=0):
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return o
     l = [o]; dist.broadcast_object_list(l, src); return l[0]
 
-# %% ../nbs/06a_distributed.ipynb #760b345b
+# %% ../nbs/06a_distributed.ipynb #cd641eba
 def gather_cat(x):
     "`x` of every rank concatenated on dim 0 in rank order (first dims may differ, others are padded with 0); a scalar: the mean"
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return x
@@ -73,7 +73,7 @@ def gather_cat(x):
     res = [torch.zeros_like(pad) for _ in range(W)]; dist.all_gather(res, pad)
     return torch.cat([r[:int(s[0])] for r, s in zip(res, shps)])
 
-# %% ../nbs/06a_distributed.ipynb #86c218d0
+# %% ../nbs/06a_distributed.ipynb #7eb9ae19
 class ShardedDL(DistributedDL):
     "fastai's `DistributedDL` with our loaders' shards: LM rows `[rank*bs, (rank+1)*bs)` of `bs*world_size`, `sorted_shards` of `SortedDL`"
     def __init__(self, dl, rank=None, world_size=None, device=None):
@@ -87,7 +87,7 @@ class ShardedDL(DistributedDL):
         elif self.kind == 'sorted': check_world(len(dl), world_size)
         super().__init__(dl, rank=rank, world_size=world_size, device=device)
 
-# %% ../nbs/06a_distributed.ipynb #692fa1b4
+# %% ../nbs/06a_distributed.ipynb #1ecf9848
 @patch
 def __len__(self: ShardedDL):
     if self.kind == 'lm': return len(self.dl)
@@ -99,7 +99,7 @@ def __len__(self: ShardedDL):
 @patch
 def _broadcast(self: ShardedDL, t, rank): return list(broadcast_obj(list(t), rank))  # fastai's needs CUDA; this one runs on gloo too
 
-# %% ../nbs/06a_distributed.ipynb #b97e8538
+# %% ../nbs/06a_distributed.ipynb #691bd213
 @patch
 def get_idxs(self: ShardedDL):
     if self.kind == 'lm':                     # the rank's loader knows its rows: every rank reads as many samples
@@ -111,7 +111,7 @@ def get_idxs(self: ShardedDL):
     self.n = self.n_padded = len(order)
     return np.concatenate(self.batches).tolist()
 
-# %% ../nbs/06a_distributed.ipynb #d3bccbe4
+# %% ../nbs/06a_distributed.ipynb #f5ed69ee
 @patch
 def create_batches(self: ShardedDL, samps):
     if self.kind != 'sorted': return self.dl.create_batches(samps)
@@ -129,13 +129,13 @@ def to_detach(self: ShardedDL, b, cpu=True, gather=True):
         return x.cpu() if cpu else x
     return apply(f, b)
 
-# %% ../nbs/06a_distributed.ipynb #ef66f964
+# %% ../nbs/06a_distributed.ipynb #bf478cbb
 @patch
 def _wrap_dl(self: DistributedTrainer, dl):
     "fastai's `DistributedTrainer` wraps every loader in `ShardedDL` (fastai's `DistributedDL` for loaders not ours)"
     return dl if isinstance(dl, DistributedDL) else ShardedDL(dl, device=self.learn.model.device)
 
-# %% ../nbs/06a_distributed.ipynb #cfa2db5a
+# %% ../nbs/06a_distributed.ipynb #93abf194
 @contextmanager
 def distributed(learn, timeout=None, sync_bn=None, **kwargs):
     "`learn` trained data-parallel under fastai's `distrib_ctx` when launched with WORLD_SIZE>1 (gloo on CPU, NCCL on GPUs), else as is"
