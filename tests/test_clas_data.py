@@ -116,6 +116,9 @@ def test_datablock_equals_fastai(small_imdb, backwards):
     assert ours.vocab == theirs.vocab and len(ours.train) == len(theirs.train)
     assert ours.train.buf is ours.valid.buf                          # the corpus fast path
     for (a, b), (c, d) in zip(ours.valid, theirs.valid): assert torch.equal(a, c) and torch.equal(b, d)
+    sb = ours.show_batch(max_n=2, show=False)                        # the book's table (fastai 2.8 prints plain lines)
+    assert list(sb.columns) == ['text', 'text_'] and len(sb) == 2
+    assert sb.text_[0].split()[:-1] == sb.text[0].split()[1:]       # the target: the input one token later
     def clas(tb): return DataBlock(blocks=(tb, CategoryBlock), get_y=parent_label, get_items=partial(get_text_files, folders=['train', 'test']),
                                    splitter=GrandparentSplitter(valid_name='test')).dataloaders(ipath, path=ipath, bs=8, seq_len=20)
     oc = clas(TextBlock.from_folder(ipath, vocab=ours.vocab, backwards=backwards, cache_dir=cache, n_workers=0))

@@ -11,6 +11,9 @@ from .learner import *
 from .ulmfit import *
 from .inference import *
 from .baseline import *
+from .distributed import *   # also gives `Learner` fastai's `distrib_ctx`, `to_distributed`
+from fastai.distributed import DistributedTrainer, DistributedDL, rank0_first, setup_distrib, teardown_distrib
+from fastai.torch_core import distrib_barrier, rank_distrib, num_distrib
 
 # The fastai and fastcore names that fastbook's text chapters use beside ours (`fastai.text.all`
 # brings them there), so the book's code runs as written after `from ulmfit_lib.all import *`.

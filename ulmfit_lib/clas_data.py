@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 import csv
 from functools import partial
+from fastcore.basics import patch
 from fastai.data.core import TfmdDL, DataLoaders
 from fastai.data.load import fa_collate
 from fastai.data.block import TransformBlock, DataBlock, CategoryBlock, MultiCategoryBlock
@@ -54,7 +55,7 @@ def _pad_batch(buf, starts, lens, pad_idx=1, pad_first=True, seq_len=72, backwar
     out[row, np.repeat(col0, lens) + within] = buf[src]
     return out
 
-# %% ../nbs/04_clas_data.ipynb #ac75c6d1
+# %% ../nbs/04_clas_data.ipynb #e3223b84
 def sorted_order(res, bs, shuffle=False, rng=None):
     "fastai `SortedDL`'s order of the items with sort keys `res` (longest first; shuffled in sorted chunks if `shuffle`)"
     res = np.asarray(res)
@@ -71,6 +72,23 @@ def sorted_order(res, bs, shuffle=False, rng=None):
     mid = [batches[i] for i in (1 + g.permutation(len(batches) - 2))]
     return np.concatenate([batches[0], *mid, batches[-1]])
 
+# %% ../nbs/04_clas_data.ipynb #0871bac3
+def _find_pad_chunk(bb):
+    "The `Pad_Chunk` that is all of `before_batch` (a transform or a `Pipeline`), if so"
+    fs = getattr(bb, 'fs', [bb])
+    return fs[0] if len(fs) == 1 and isinstance(fs[0], Pad_Chunk) else None
+
+def _labels(dataset):
+    "All labels of a dataset of `(x, y)` samples as one collated tensor (fastai's types kept), or `None`"
+    tls = getattr(dataset, 'tls', None)
+    if tls is not None:                                             # a fastai `Datasets`: skip the texts
+        if len(tls) < 2: return None
+        return fa_collate([tls[1][i] for i in range(len(dataset))])
+    first = dataset[0]
+    if not isinstance(first, (tuple, list)) or len(first) < 2: return None
+    return fa_collate([dataset[i][1] for i in range(len(dataset))])
+
+# %% ../nbs/04_clas_data.ipynb #b21175c1
 def _item_x(o): return o[0] if isinstance(o, (tuple, list)) else o
 
 class SortedDL(TfmdDL):
@@ -107,67 +125,61 @@ class SortedDL(TfmdDL):
         self.res = np.asarray(res)
         if len(self.res) != self.n: raise ValueError(f'{len(self.res)} sort keys for {self.n} documents')
 
-    def get_idxs(self): return sorted_order(self.res, self.bs, self.shuffle, self.rng)
+# %% ../nbs/04_clas_data.ipynb #f114121d
+@patch
+def get_idxs(self: SortedDL): return sorted_order(self.res, self.bs, self.shuffle, self.rng)
 
-    def create_batches(self, samps):
-        if not self.fast: yield from super().create_batches(samps); return
-        idxs = np.fromiter(samps, dtype=np.int64)
-        for i in range(0, len(idxs), self.bs):
-            b = idxs[i:i+self.bs]
-            if self.drop_last and len(b) < self.bs: break
-            yield self.make_batch(b)
+@patch
+def create_batches(self: SortedDL, samps):
+    if not self.fast: yield from TfmdDL.create_batches(self, samps); return
+    idxs = np.fromiter(samps, dtype=np.int64)
+    for i in range(0, len(idxs), self.bs):
+        b = idxs[i:i+self.bs]
+        if self.drop_last and len(b) < self.bs: break
+        yield self.make_batch(b)
 
-    def make_batch(self, b):
-        "The padded batch of the documents `b` (indices), with their labels"
-        x = TensorText(torch.from_numpy(_pad_batch(self.buf, self.starts[b], self.lens_[b], self.pad_idx, self.pad_first,
-                                                   self.seq_len, self.backwards)))
-        if self.labels is None: return (x,)
-        return (x, self.labels[torch.from_numpy(b)])
+@patch
+def make_batch(self: SortedDL, b):
+    "The padded batch of the documents `b` (indices), with their labels"
+    x = TensorText(torch.from_numpy(_pad_batch(self.buf, self.starts[b], self.lens_[b], self.pad_idx, self.pad_first,
+                                               self.seq_len, self.backwards)))
+    if self.labels is None: return (x,)
+    return (x, self.labels[torch.from_numpy(b)])
 
-    def create_item(self, s):
-        if not self.fast:
-            o = super().create_item(s)
-            return (o[0].flip(0), *o[1:]) if self.backwards else o
-        b = self.make_batch(np.array([0 if s is None else s]))
-        return tuple(o[0] for o in b)
+# %% ../nbs/04_clas_data.ipynb #bb17e266
+@patch
+def create_item(self: SortedDL, s):
+    if not self.fast:
+        o = TfmdDL.create_item(self, s)
+        return (o[0].flip(0), *o[1:]) if self.backwards else o
+    b = self.make_batch(np.array([0 if s is None else s]))
+    return tuple(o[0] for o in b)
 
-    def new(self, dataset=None, **kwargs):
-        "A loader like this one over `dataset` (default: the same documents); raw texts go through `TextIds.test_set`"
-        same = dataset is None or dataset is self.dataset
-        if not same and isinstance(self.dataset, TextIds) and TextIds.is_texts(dataset): dataset = self.dataset.test_set(dataset)
-        if 'val_res' in kwargs and kwargs['val_res'] is not None: kwargs['res'] = kwargs.pop('val_res')
-        kwargs.pop('val_res', None)
-        kw = dict(pad_idx=self.pad_idx, pad_first=self.pad_first, seq_len=self.seq_len, backwards=self.backwards,
-                  doc_ids=self.doc_ids, sort_func=self.sort_func, empty_ok=True)
-        if same: kw.update(arrays=(self.buf, self.starts, self.lens_), labels=self.labels, res=self.res)
-        if self.__dict__.get('vocab') is not None: kw['vocab'] = self.vocab
-        return super().new(dataset=dataset, **{**kw, **kwargs})
+@patch
+def new(self: SortedDL, dataset=None, **kwargs):
+    "A loader like this one over `dataset` (default: the same documents); raw texts go through `TextIds.test_set`"
+    same = dataset is None or dataset is self.dataset
+    if not same and isinstance(self.dataset, TextIds) and TextIds.is_texts(dataset): dataset = self.dataset.test_set(dataset)
+    if 'val_res' in kwargs and kwargs['val_res'] is not None: kwargs['res'] = kwargs.pop('val_res')
+    kwargs.pop('val_res', None)
+    kw = dict(pad_idx=self.pad_idx, pad_first=self.pad_first, seq_len=self.seq_len, backwards=self.backwards,
+              doc_ids=self.doc_ids, sort_func=self.sort_func, empty_ok=True)
+    if same: kw.update(arrays=(self.buf, self.starts, self.lens_), labels=self.labels, res=self.res)
+    if self.__dict__.get('vocab') is not None: kw['vocab'] = self.vocab
+    return TfmdDL.new(self, dataset=dataset, **{**kw, **kwargs})
 
-    def show_batch(self, b=None, max_n=9, ctxs=None, show=True, unique=False, trunc_at=150, **kwargs):
-        "fastai's `show_batch` inside a `DataBlock`; otherwise an HTML table of texts (pads removed) and labels"
-        if hasattr(self.dataset, 'decode') and not isinstance(self.dataset, TextIds): return super().show_batch(b, max_n=max_n, ctxs=ctxs, show=show, unique=unique, **kwargs)
-        vocab = self.__dict__.get('vocab')
-        if vocab is None: raise ValueError('show_batch needs a vocab: pass `vocab=` to the SortedDL')
-        b = self.one_batch() if b is None else b
-        texts = [' '.join(vocab[i] for i in r[r != self.pad_idx][:trunc_at].tolist()) for r in b[0][:max_n]]
-        df = pd.DataFrame({'text': texts} if len(b) < 2 else {'text': texts, 'category': b[1][:max_n].tolist()})
-        if show: display_df(df)
-        return df
-
-def _find_pad_chunk(bb):
-    "The `Pad_Chunk` that is all of `before_batch` (a transform or a `Pipeline`), if so"
-    fs = getattr(bb, 'fs', [bb])
-    return fs[0] if len(fs) == 1 and isinstance(fs[0], Pad_Chunk) else None
-
-def _labels(dataset):
-    "All labels of a dataset of `(x, y)` samples as one collated tensor (fastai's types kept), or `None`"
-    tls = getattr(dataset, 'tls', None)
-    if tls is not None:                                             # a fastai `Datasets`: skip the texts
-        if len(tls) < 2: return None
-        return fa_collate([tls[1][i] for i in range(len(dataset))])
-    first = dataset[0]
-    if not isinstance(first, (tuple, list)) or len(first) < 2: return None
-    return fa_collate([dataset[i][1] for i in range(len(dataset))])
+# %% ../nbs/04_clas_data.ipynb #62b52be3
+@patch
+def show_batch(self: SortedDL, b=None, max_n=9, ctxs=None, show=True, unique=False, trunc_at=150, **kwargs):
+    "fastai's `show_batch` inside a `DataBlock`; otherwise an HTML table of texts (pads removed) and labels"
+    if hasattr(self.dataset, 'decode') and not isinstance(self.dataset, TextIds): return TfmdDL.show_batch(self, b, max_n=max_n, ctxs=ctxs, show=show, unique=unique, **kwargs)
+    vocab = self.__dict__.get('vocab')
+    if vocab is None: raise ValueError('show_batch needs a vocab: pass `vocab=` to the SortedDL')
+    b = self.one_batch() if b is None else b
+    texts = [' '.join(vocab[i] for i in r[r != self.pad_idx][:trunc_at].tolist()) for r in b[0][:max_n]]
+    df = pd.DataFrame({'text': texts} if len(b) < 2 else {'text': texts, 'category': b[1][:max_n].tolist()})
+    if show: display_df(df)
+    return df
 
 # %% ../nbs/04_clas_data.ipynb #9b04c410
 _all_ = ['pad_input', 'Pad_Input']   # fastai's, re-exported: `SortedDL(ds, before_batch=partial(pad_input, pad_idx=0))`
@@ -278,27 +290,28 @@ class TextDataLoaders(DataLoaders):
         dblock = DataBlock(blocks=blocks, get_items=get_items, splitter=splitter, get_y=None if is_lm else parent_label)
         return cls.from_dblock(dblock, path, path=path, seq_len=seq_len, **kwargs)
 
-    @classmethod
-    def from_df(cls, df, path='.', valid_pct=0.2, seed=None, text_col=0, label_col=1, label_delim=None, y_block=None,
-                text_vocab=None, is_lm=False, valid_col=None, tok_tfm=None, tok_text_col='text', seq_len=72, backwards=False,
-                n_workers=None, cache_dir=None, **kwargs):
-        "Texts in `df[text_col]` labelled by `df[label_col]`, validation from `valid_col` or a random `valid_pct`"
-        _check_cols(df, text_col, 'text columns')
-        if not is_lm: _check_cols(df, label_col, 'label columns')
-        if valid_col is not None: _check_cols(df, valid_col, 'validation column')
-        blocks = [TextBlock.from_df(text_col, text_vocab, is_lm, seq_len, backwards, tok=tok_tfm, tok_text_col=tok_text_col,
-                                    n_workers=n_workers, cache_dir=cache_dir)]
-        if y_block is None and not is_lm:
-            blocks.append(MultiCategoryBlock if isinstance(label_col, (list, tuple)) and len(label_col) > 1 else CategoryBlock)
-        if y_block is not None and not is_lm: blocks += list(y_block) if isinstance(y_block, (list, tuple)) else [y_block]
-        splitter = RandomSplitter(valid_pct, seed=seed) if valid_col is None else ColSplitter(valid_col)
-        dblock = DataBlock(blocks=blocks, get_x=ColReader(tok_text_col),
-                           get_y=None if is_lm else ColReader(label_col, label_delim=label_delim), splitter=splitter)
-        return cls.from_dblock(dblock, df, path=path, seq_len=seq_len, **kwargs)
+# %% ../nbs/04_clas_data.ipynb #03fe04ce
+@patch(cls_method=True)
+def from_df(cls: TextDataLoaders, df, path='.', valid_pct=0.2, seed=None, text_col=0, label_col=1, label_delim=None, y_block=None,
+            text_vocab=None, is_lm=False, valid_col=None, tok_tfm=None, tok_text_col='text', seq_len=72, backwards=False,
+            n_workers=None, cache_dir=None, **kwargs):
+    "Texts in `df[text_col]` labelled by `df[label_col]`, validation from `valid_col` or a random `valid_pct`"
+    _check_cols(df, text_col, 'text columns')
+    if not is_lm: _check_cols(df, label_col, 'label columns')
+    if valid_col is not None: _check_cols(df, valid_col, 'validation column')
+    blocks = [TextBlock.from_df(text_col, text_vocab, is_lm, seq_len, backwards, tok=tok_tfm, tok_text_col=tok_text_col,
+                                n_workers=n_workers, cache_dir=cache_dir)]
+    if y_block is None and not is_lm:
+        blocks.append(MultiCategoryBlock if isinstance(label_col, (list, tuple)) and len(label_col) > 1 else CategoryBlock)
+    if y_block is not None and not is_lm: blocks += list(y_block) if isinstance(y_block, (list, tuple)) else [y_block]
+    splitter = RandomSplitter(valid_pct, seed=seed) if valid_col is None else ColSplitter(valid_col)
+    dblock = DataBlock(blocks=blocks, get_x=ColReader(tok_text_col),
+                       get_y=None if is_lm else ColReader(label_col, label_delim=label_delim), splitter=splitter)
+    return cls.from_dblock(dblock, df, path=path, seq_len=seq_len, **kwargs)
 
-    @classmethod
-    def from_csv(cls, path, csv_fname='labels.csv', header='infer', delimiter=None, quoting=csv.QUOTE_MINIMAL, **kwargs):
-        "Read `path/csv_fname` with pandas, then `from_df`"
-        kw = {} if delimiter is None else dict(delimiter=delimiter)    # pandas 3 reads `delimiter=None` as "sniff it"
-        df = pd.read_csv(Path(path)/csv_fname, header=header, quoting=quoting, **kw)
-        return cls.from_df(df, path=path, **kwargs)
+@patch(cls_method=True)
+def from_csv(cls: TextDataLoaders, path, csv_fname='labels.csv', header='infer', delimiter=None, quoting=csv.QUOTE_MINIMAL, **kwargs):
+    "Read `path/csv_fname` with pandas, then `from_df`"
+    kw = {} if delimiter is None else dict(delimiter=delimiter)    # pandas 3 reads `delimiter=None` as "sniff it"
+    df = pd.read_csv(Path(path)/csv_fname, header=header, quoting=quoting, **kw)
+    return cls.from_df(df, path=path, **kwargs)
