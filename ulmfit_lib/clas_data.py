@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['pad_chunk', 'pad_input_chunk', 'sorted_order', 'SortedDL', 'corpus_labels', 'clas_dls_from_ids',
-           'clas_dls_from_corpus', 'corpus_doc_arrays', 'TextBlock', 'TextDataLoaders', 'pad_input', 'Pad_Input']
+           'clas_dls_from_corpus', 'is_noop', 'corpus_doc_arrays', 'TextBlock', 'TextDataLoaders', 'pad_input',
+           'Pad_Input']
 
 # %% ../nbs/04_clas_data.ipynb #c8458881
 import random
@@ -94,14 +95,14 @@ def _item_x(o): return o[0] if isinstance(o, (tuple, list)) else o
 class SortedDL(TfmdDL):
     "A `DataLoader` of padded classifier batches, sorted by length (fastai's order), built with one scatter per batch"
     def __init__(self, dataset=None, sort_func=None, res=None, bs=64, shuffle=False, pad_idx=1, pad_first=True, seq_len=72,
-                 backwards=False, seed=None, vocab=None, arrays=None, labels=None, doc_ids=None, before_batch=None, num_workers=0,
+                 backwards=False, seed=None, vocab=None, arrays=None, labels=None, to_arrays=None, before_batch=None, num_workers=0,
                  empty_ok=False, **kwargs):
         check_number(bs, 'bs', lo=1, integer=True); check_number(seq_len, 'seq_len', lo=1, integer=True)
         if arrays is None and isinstance(dataset, TextIds): arrays, labels = dataset.arrays, dataset.labels if labels is None else labels
         if arrays is None and empty_ok and dataset is not None and len(dataset) == 0: arrays = np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64)
         if arrays is None:
             if dataset is None or len(dataset) == 0: raise ValueError('no documents: the classifier dataloader needs at least one')
-            if doc_ids is not None: arrays = doc_ids(dataset)
+            if to_arrays is not None: arrays = to_arrays(dataset)
             else: arrays = docs_to_arrays([_item_x(dataset[i]) for i in range(len(dataset))])
         if labels is None and dataset is not None and len(dataset): labels = _labels(dataset)
         self.buf, self.starts, self.lens_ = arrays
@@ -115,7 +116,7 @@ class SortedDL(TfmdDL):
         if pc is not None: pad_idx, pad_first, seq_len = pc.pad_idx, pc.pad_first, pc.seq_len   # fastai's way to say it
         elif self.fast: before_batch = Pad_Chunk(pad_idx=pad_idx, pad_first=pad_first, seq_len=seq_len)   # used to decode only
         self.labels, self.pad_idx, self.pad_first, self.seq_len = labels, pad_idx, pad_first, seq_len
-        self.backwards, self.seed, self.doc_ids, self.sort_func = backwards, seed, doc_ids, sort_func
+        self.backwards, self.seed, self.to_arrays, self.sort_func = backwards, seed, to_arrays, sort_func
         if vocab is not None: self.vocab = vocab
         if dataset is None: dataset = TextIds(self.buf, self.starts, self.lens_, labels=labels, vocab=vocab)
         super().__init__(dataset, bs=bs, shuffle=shuffle, num_workers=0, before_batch=before_batch, **kwargs)
@@ -163,7 +164,7 @@ def new(self: SortedDL, dataset=None, **kwargs):
     if 'val_res' in kwargs and kwargs['val_res'] is not None: kwargs['res'] = kwargs.pop('val_res')
     kwargs.pop('val_res', None)
     kw = dict(pad_idx=self.pad_idx, pad_first=self.pad_first, seq_len=self.seq_len, backwards=self.backwards,
-              doc_ids=self.doc_ids, sort_func=self.sort_func, empty_ok=True)
+              to_arrays=self.to_arrays, sort_func=self.sort_func, empty_ok=True)
     if same: kw.update(arrays=(self.buf, self.starts, self.lens_), labels=self.labels, res=self.res)
     if self.__dict__.get('vocab') is not None: kw['vocab'] = self.vocab
     return TfmdDL.new(self, dataset=dataset, **{**kw, **kwargs})
@@ -217,6 +218,10 @@ def clas_dls_from_corpus(train, valid, vocab, classes=('neg', 'pos'), tok=None, 
     return clas_dls_from_ids(t, v, vocab, classes=classes, tok=tok, rules=rules, **kwargs)
 
 # %% ../nbs/04_clas_data.ipynb #ac1e6198
+def is_noop(f):
+    "Whether the pipeline step `f` is fastai's `noop` placeholder (a `DataBlock`'s default getter): by name, as fastai's `DataBlock.summary` tells"
+    return getattr(f, 'name', None) == 'noop'
+
 def corpus_doc_arrays(dataset):
     "`(buf, starts, lens)` of the texts of a fastai `Datasets`/`TfmdLists`: a corpus remap when they are files of a `CorpusTokenizer`'s corpus"
     tl = dataset.tls[0] if hasattr(dataset, 'tls') else dataset
@@ -225,7 +230,7 @@ def corpus_doc_arrays(dataset):
     num = next((f for f in fs if isinstance(f, Numericalize)), None)
     idx = None
     others = [f for f in fs if f is not tok and f is not num]
-    if tok is not None and num is not None and num.vocab is not None and all(getattr(f, 'name', None) == 'noop' for f in others):
+    if tok is not None and num is not None and num.vocab is not None and all(map(is_noop, others)):
         idx = [tok.doc_index(o) if isinstance(o, Path) else None for o in tl.items]
     if idx is None or any(i is None for i in idx):       # not all from the corpus: numericalize item by item
         return docs_to_arrays([_item_x(tl[i]) for i in range(len(tl))])
@@ -245,7 +250,7 @@ class TextBlock(TransformBlock):
     def __init__(self, tok_tfm, vocab=None, is_lm=False, seq_len=72, backwards=False, min_freq=3, max_vocab=60000,
                  special_toks=None):
         type_tfms = [tok_tfm, Numericalize(vocab, min_freq=min_freq, max_vocab=max_vocab, special_toks=special_toks)]
-        kw = dict(backwards=backwards, doc_ids=corpus_doc_arrays)
+        kw = dict(backwards=backwards, to_arrays=corpus_doc_arrays)
         if is_lm: kw['seq_len'] = seq_len
         else: kw['before_batch'] = Pad_Chunk(seq_len=seq_len)   # as fastai: the block's seq_len pads, not `dataloaders(seq_len=)`
         super().__init__(type_tfms=type_tfms, dl_type=LMDataLoader if is_lm else SortedDL, dls_kwargs=kw)

@@ -118,13 +118,13 @@ def check_world(n_batches, world_size):
 class LMDataLoader(TfmdDL):
     "A `DataLoader` for language modeling: fastai's batches, built from one int array per epoch"
     def __init__(self, dataset=None, lens=None, cache=2, bs=64, seq_len=72, num_workers=0, shuffle=False,
-                 backwards=False, seed=None, vocab=None, arrays=None, doc_ids=None, vary_seq_len=False, empty_ok=False,
+                 backwards=False, seed=None, vocab=None, arrays=None, to_arrays=None, vary_seq_len=False, empty_ok=False,
                  rank=0, world_size=1, **kwargs):
         check_number(bs, 'bs', lo=1, integer=True); check_number(seq_len, 'seq_len', lo=1, integer=True)
         check_number(world_size, 'world_size', lo=1, integer=True); check_number(rank, 'rank', lo=0, hi=world_size, integer=True, hi_open=True)
         if arrays is None and isinstance(dataset, TextIds): arrays = dataset.arrays
         if arrays is None and empty_ok and dataset is not None and len(dataset) == 0: arrays = _empty_arrays()
-        if arrays is None: arrays = doc_ids(dataset) if doc_ids is not None else docs_to_arrays(dataset)
+        if arrays is None: arrays = to_arrays(dataset) if to_arrays is not None else docs_to_arrays(dataset)
         buf, starts, lens_ = arrays
         if len(lens_) == 0 and not empty_ok: raise ValueError('no documents: the language-model dataloader needs at least one')
         n_tok = int(lens_.sum())
@@ -132,7 +132,7 @@ class LMDataLoader(TfmdDL):
             raise ValueError(f'{n_tok} tokens in {len(lens_)} documents cannot fill bs={bs} rows: '
                              f'need at least bs+1={bs+1} tokens (one per row plus the last target)')
         self.buf, self.starts, self.lens_, self.n_tok = buf, starts, lens_, n_tok
-        self.seq_len, self.backwards, self.seed, self.doc_ids = seq_len, backwards, seed, doc_ids
+        self.seq_len, self.backwards, self.seed, self.to_arrays = seq_len, backwards, seed, to_arrays
         self.vary_seq_len, self._sched, self.rank, self.world_size = vary_seq_len, None, rank, world_size
         if vocab is not None: self.vocab = vocab
         if world_size > 1 and n_tok: check_world(-(-(max(n_tok - 1, 0) // bs) // seq_len), world_size)
@@ -226,7 +226,7 @@ def new(self: LMDataLoader, dataset=None, seq_len=None, **kwargs):
     same = dataset is None or dataset is self.dataset
     if not same and isinstance(self.dataset, TextIds) and TextIds.is_texts(dataset):
         dataset = self.dataset.test_set(dataset)
-    kw = dict(seq_len=self.seq_len if seq_len is None else seq_len, backwards=self.backwards, doc_ids=self.doc_ids,
+    kw = dict(seq_len=self.seq_len if seq_len is None else seq_len, backwards=self.backwards, to_arrays=self.to_arrays,
               vary_seq_len=self.vary_seq_len, empty_ok=True, rank=self.rank, world_size=self.world_size,
               arrays=(self.buf, self.starts, self.lens_) if same else None)
     if self.__dict__.get('vocab') is not None: kw['vocab'] = self.vocab
