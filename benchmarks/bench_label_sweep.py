@@ -74,7 +74,7 @@ def main(argv=None):
     import torch
     if a.threads: torch.set_num_threads(a.threads)
     from ulmfit_lib.ulmfit import get_profile, prepare_imdb, save_corpus_cache, load_corpus_cache
-    from ulmfit_lib.baseline import label_sweep, imdb_texts
+    from ulmfit_lib.ulmfit import label_sweep, imdb_texts
     out = Path(a.out)
     sampler = LoadSampler(); sampler.start()
     if not a.report_only:
@@ -98,7 +98,7 @@ def main(argv=None):
     load = dict(start=s[0], end=s[-1], min=min(s), max=max(s), mean=sum(s)/len(s))
     if (out/'label_sweep.png').is_file(): shutil.copy(out/'label_sweep.png', a.plot)
     else:
-        from ulmfit_lib.baseline import plot_label_sweep
+        from ulmfit_lib.ulmfit import plot_label_sweep
         plot_label_sweep(res['labels'], a.plot, f'IMDb, {res["profile"]} profile (partial): accuracy against labels')
     write_results(res, load, Path(a.results), Path(a.plot), argv)
     print(Path(a.results).read_text())

@@ -5,7 +5,9 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 import ulmfit_lib.baseline as B
-from ulmfit_lib.baseline import tfidf_baseline, label_sweep, imdb_texts, first_n
+import ulmfit_lib.ulmfit as U
+from ulmfit_lib.baseline import tfidf_baseline
+from ulmfit_lib.ulmfit import label_sweep, imdb_texts, first_n
 from ulmfit_lib.ulmfit import get_profile, prepare_imdb
 
 TRAIN = [f'a {w} film, {w} acting {i}' for i in range(12) for w in ('great', 'awful')]
@@ -61,8 +63,8 @@ def tiny_data(imdb_path):
 def test_label_sweep_schema(tiny_data, tmp_path, monkeypatch, fit_spy):
     p, data, texts = tiny_data
     calls = []
-    lm_stage = B.lm_stage
-    monkeypatch.setattr(B, 'lm_stage', lambda *a, **k: calls.append(a[1]) or lm_stage(*a, **k))
+    lm_stage = U.lm_stage
+    monkeypatch.setattr(U, 'lm_stage', lambda *a, **k: calls.append(a[1]) or lm_stage(*a, **k))
     rows = label_sweep(data, p, [40, 20], tmp_path, texts=texts, device='cpu', schedule=lambda p, n: p, log=lambda m: None)
     assert calls == [['unsup'], ['lm']]                                   # stages 1-2 once for all label counts
     assert [r['n_labels'] for r in rows] == [20, 40]                      # one row per label count, ascending
@@ -84,3 +86,14 @@ def test_label_sweep_bad_input(tiny_data, tmp_path):
     wrong = dict(texts, valid=(texts['valid'][0], 1 - texts['valid'][1]))
     with pytest.raises(ValueError, match=r"texts\['valid'\] are not the reviews"): label_sweep(data, p, [20], tmp_path, texts=wrong)
     assert not any(tmp_path.iterdir())                                    # nothing written, nothing trained
+
+
+def test_job_reports_the_baseline_on_its_own_reviews(tiny_data, tmp_path, fit_spy):
+    "`run_ulmfit` reports the baseline fitted on the classifier's training reviews only, scored on its held-out ones."
+    from ulmfit_lib.ulmfit import run_ulmfit
+    p, data, texts = tiny_data
+    rep = run_ulmfit(p, out=tmp_path/'run', data=data, control=False, device='cpu', log=lambda m: None)
+    b = rep['baseline']
+    assert (b['n_train'], b['n_valid']) == (40, rep['classifier']['n_valid']) and 0 <= b['accuracy'] <= 1
+    assert fit_spy['texts'] and set(fit_spy['texts']) <= set(texts['train'][0]) and not set(fit_spy['texts']) & set(texts['valid'][0])
+    assert json.loads((tmp_path/'run'/'report.json').read_text())['baseline'] == b

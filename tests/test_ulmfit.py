@@ -68,8 +68,10 @@ def test_cache_roundtrip_and_corruption(tiny_cache, tmp_path):
     with pytest.raises(ValueError, match='does not match meta.json'): load_corpus_cache(bad2)
 
 
-def test_job_from_cache_with_time_budget(tiny_cache, tmp_path):
-    "What the GPU machine runs: no tokenizer, a corpus cache, a time budget; a complete report comes out."
+def test_job_from_cache_with_time_budget(tiny_cache, tmp_path, monkeypatch):
+    "What the GPU machine runs: no tokenizer, a corpus cache, a time budget, maybe no IMDb texts; a complete report comes out."
+    def no_texts(*a, **k): raise FileNotFoundError('IMDb archive not found: /nowhere/imdb.tgz')
+    monkeypatch.setattr(U, 'imdb_texts', no_texts)
     out = tmp_path/'run'
     assert main(['--profile', 'smoke', '--corpus-cache', str(tiny_cache), '--time-budget', '40', '--out', str(out),
                  '--device', 'cpu', '--set', *TINY]) == 0
@@ -79,11 +81,20 @@ def test_job_from_cache_with_time_budget(tiny_cache, tmp_path):
     assert rep['classifier']['n_valid'] == 20 and 0 <= rep['classifier']['accuracy'] <= 1
     assert rep['lm']['perplexity'] > 1 and 0 <= rep['lm']['accuracy'] <= 1
     assert rep['data']['train']['docs'] == 30 and rep['time_budget'] == 40
+    assert rep['baseline'] == dict(note='skipped: the IMDb texts could not be read')   # the baseline needs the raw reviews
     assert rep['job_seconds'] < 40 * 2.5   # tiny stages have fixed overheads; the budget is approximate
     names = {p.name for p in out.rglob('*') if p.is_file()}
     assert {'stage1_lm_loss.png', 'stage2_lm_loss.png', 'stage3_clas_loss.png', 'finetuned.pth', 'classifier.pth',
             'general_lm.pth', 'general_lm.pkl'} <= names
     assert not [n for n in names if n.endswith('.tmp')]
+
+
+def test_label_sweep_needs_the_texts(tiny_cache, tmp_path, monkeypatch):
+    def no_texts(*a, **k): raise FileNotFoundError('IMDb archive not found: /nowhere/imdb.tgz')
+    monkeypatch.setattr(U, 'imdb_texts', no_texts)
+    with pytest.raises(FileNotFoundError, match='/nowhere/imdb.tgz'):
+        run_ulmfit(_tiny_profile(), out=tmp_path/'run', corpus_cache=tiny_cache, device='cpu', labels=[10], log=lambda s: None)
+    assert not (tmp_path/'run'/'report.json').exists()
 
 
 def test_failed_stage_writes_no_report(tiny_cache, tmp_path, monkeypatch):
