@@ -257,3 +257,40 @@ def test_backward_lm_and_classifier_train_on_tiny(small_imdb, tmp_path):
     assert np.isfinite(clas.recorder.values[-1][0])
     folder = save_classifier(clas, tmp_path/'clf_bwd', classes=['neg', 'pos'])
     assert load_classifier(folder).backwards
+
+
+# --- the job: `ulmfit-imdb --bidirectional`
+
+def test_bidirectional_job_on_tiny(imdb_path, tmp_path):
+    "Both directions from one numericalized corpus, within one budget; the report's ensemble accuracy is the saved ensemble's."
+    from ulmfit_lib.ulmfit import get_profile, prepare_imdb, run_ulmfit
+    p = get_profile('tiny')
+    data = prepare_imdb(p, cache_dir=tmp_path/'tok')
+    rep = run_ulmfit(p, out=tmp_path/'run', data=data, control=False, baseline=False, bidirectional=True, time_budget=60,
+                     device='cpu', log=lambda s: None)
+    assert [rep[k]['n_valid'] for k in ('classifier', 'classifier_bwd', 'ensemble')] == [20, 20, 20]
+    assert set(rep['lm']) == set(rep['lm_bwd']) and 'fraction' in rep['lm_bwd'] and 'sec_per_batch' in rep['classifier_bwd']
+    assert json.loads((tmp_path/'run'/'report.json').read_text())['ensemble'] == rep['ensemble']
+    ens = load_classifier(tmp_path/'run'/'classifier')          # the safe folder holds both directions
+    assert [m.backwards for m in ens.members] == [False, True]
+    ids, offs, y = data.parts['valid']
+    docs = [ids[a:b].astype(np.int64) for a, b in zip(offs[:-1], offs[1:])]
+    probs = [m.predict_proba_ids(docs) for m in ens.members]
+    acc = lambda pr: float((pr.argmax(1) == y).mean())
+    assert (acc(probs[0]), acc(probs[1]), acc((probs[0] + probs[1]) / 2)) == pytest.approx(
+        (rep['classifier']['accuracy'], rep['classifier_bwd']['accuracy'], rep['ensemble']['accuracy']))
+    models = tmp_path/'run'/'models'
+    for f, b in (('finetuned', False), ('finetuned_bwd', True), ('general_lm_bwd', True), ('classifier_bwd', True)):
+        assert recorded_direction(safe_torch_load(models/f'{f}.pth')) is b, f
+
+
+def test_bidirectional_flag(monkeypatch, tmp_path, capsys):
+    import ulmfit_lib.ulmfit as U
+    seen = {}
+    def fake(p, **kw):
+        seen.update(kw)
+        return dict(profile=p.name, classifier={}, classifier_bwd={}, ensemble=dict(accuracy=1.0), total_seconds=0)
+    monkeypatch.setattr(U, 'run_ulmfit', fake)
+    assert U.main(['--profile', 'tiny', '--out', str(tmp_path/'o'), '--bidirectional', '--device', 'cpu']) == 0
+    assert seen['bidirectional'] is True and '"ensemble"' in capsys.readouterr().out
+    assert U.main(['--profile', 'tiny', '--out', str(tmp_path/'o'), '--device', 'cpu']) == 0 and seen['bidirectional'] is False
