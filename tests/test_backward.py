@@ -92,8 +92,8 @@ def test_direction_is_recorded_and_checked(tmp_path):
     y = np.arange(len(offs) - 1) % 2
     clas = lambda b: text_classifier_learner(_clas_dls((ids, offs, y), (ids, offs, y), VOCAB, backwards=b), AWD_LSTM, config=CLAS,
                                              pretrained=False, path=tmp_path)
-    with pytest.raises(ValueError, match='enc_fwd.pth were trained forwards but this model reads text backwards'): clas(True).load_encoder('enc_fwd')
-    with pytest.raises(ValueError, match='enc_bwd.pth were trained backwards .* but this model reads text forwards'): clas(False).load_encoder('enc_bwd')
+    with pytest.raises(ValueError, match='enc_fwd.pth holds weights trained forwards, but this model reads text backwards'): clas(True).load_encoder('enc_fwd')
+    with pytest.raises(ValueError, match='enc_bwd.pth holds weights trained backwards .* but this model reads text forwards'): clas(False).load_encoder('enc_bwd')
     clas(True).load_encoder('enc_bwd'); clas(False).load_encoder('enc_fwd')
     # fastai reads our encoder file as is; fastai's own files (no record) load into either direction
     from fastai.text.all import get_language_model as fa_glm, AWD_LSTM as FA
@@ -103,11 +103,11 @@ def test_direction_is_recorded_and_checked(tmp_path):
     clas(True).load_encoder('enc_fastai'); clas(False).load_encoder('enc_fastai')
     # whole checkpoints and pretrained files too
     bwd_lm.save('lm_bwd')
-    with pytest.raises(ValueError, match='lm_bwd.pth were trained backwards'): fwd_lm.load('lm_bwd', with_opt=False)
+    with pytest.raises(ValueError, match='lm_bwd.pth holds weights trained backwards'): fwd_lm.load('lm_bwd', with_opt=False)
     wf, vf = save_lm_pretrained(bwd_lm, 'gen_bwd')
     assert recorded_direction(safe_torch_load(wf)) is True
     fa_glm(FA, len(VOCAB), config=TINY).load_state_dict(torch.load(wf, weights_only=True))     # still fastai's format
-    with pytest.raises(ValueError, match='gen_bwd.pth were trained backwards'): fwd_lm.load_pretrained(wf, vf)
+    with pytest.raises(ValueError, match='gen_bwd.pth holds weights trained backwards'): fwd_lm.load_pretrained(wf, vf)
     # reversed loaders with backwards=False: the flag was forgotten
     with pytest.raises(ValueError, match='pass backwards=True'):
         language_model_learner(bwd_lm.dls, AWD_LSTM, config=TINY, backwards=False, pretrained=False)

@@ -192,7 +192,7 @@ def check_direction(sd, backwards, what='the weights'):
     found = recorded_direction(sd)
     if found is not None and found != bool(backwards):
         name = lambda b: 'backwards (on reversed text)' if b else 'forwards'
-        raise ValueError(f'{what} were trained {name(found)} but this model reads text {name(backwards)}: '
+        raise ValueError(f'{what} holds weights trained {name(found)}, but this model reads text {name(backwards)}: '
                          'a backward model needs backward weights and a forward model forward ones')
 
 # %% ../nbs/06_learner.ipynb #0b7f558c
