@@ -281,3 +281,17 @@ def test_clas_dls_from_ids_reads_raw_texts_and_empties():
     with pytest.raises(ValueError, match='n_classes=3 but 2 classes'):
         clas_dls_from_ids((ids, offs, y), (ids, offs, y), vocab, n_classes=3, classes=['neg', 'pos'])
     with pytest.raises(ValueError, match='no documents'): SortedDL([])   # only loaders made by `new` may be empty
+
+
+def test_clas_dls_from_ids_backwards():
+    "`clas_dls_from_ids(..., backwards=True)`: the same batches with each review reversed (pads stay where they are)."
+    from ulmfit_lib.clas_data import clas_dls_from_ids
+    rng = np.random.default_rng(0)
+    lens = rng.integers(3, 12, 10)
+    ids, offs, y = rng.integers(2, 40, lens.sum()), np.r_[0, np.cumsum(lens)], rng.integers(0, 2, 10)
+    vocab = [f'w{i}' for i in range(40)]
+    fwd, bwd = (clas_dls_from_ids((ids, offs, y), (ids, offs, y), vocab, bs=4, seq_len=5, backwards=b) for b in (False, True))
+    assert bwd.train.backwards and bwd.valid.backwards and not fwd.valid.backwards
+    for (xf, yf), (xb, yb) in zip(fwd.valid, bwd.valid):
+        assert torch.equal(yf, yb)
+        for rf, rb in zip(xf, xb): assert rb[rb != 1].tolist() == rf[rf != 1].tolist()[::-1]

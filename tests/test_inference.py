@@ -140,8 +140,8 @@ class _Evil:
     def __reduce__(self): return (os.system, (f'touch {self.flag}',))
 
 
-def _v2(d):
-    c = json.loads((d/CONFIG_FILE).read_text()); c['format_version'] = 2; (d/CONFIG_FILE).write_text(json.dumps(c))
+def _v99(d):
+    c = json.loads((d/CONFIG_FILE).read_text()); c['format_version'] = 99; (d/CONFIG_FILE).write_text(json.dumps(c))
 
 
 def _bad_rule(d):
@@ -156,7 +156,7 @@ def _short_vocab(d): (d/VOCAB_FILE).write_text(json.dumps(['xxunk', 'xxpad']))
     (lambda d: (d/CONFIG_FILE).unlink(), FileNotFoundError, 'config.json is missing'),
     (lambda d: (d/VOCAB_FILE).unlink(), FileNotFoundError, 'vocab.json is missing'),
     (lambda d: (d/'model.pkl').write_bytes(b'x'), ValueError, 'model.pkl is not part of a saved classifier'),
-    (_v2, ValueError, r'config.json: format_version 2'),
+    (_v99, ValueError, r'config.json: format_version 99'),
     (_bad_rule, ValueError, r'config.json: unknown rules'),
     (_short_vocab, ValueError, r'vocab.json: 2 tokens'),
     (lambda d: (d/CONFIG_FILE).write_text('{not json'), ValueError, 'config.json: not valid JSON'),

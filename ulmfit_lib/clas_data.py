@@ -196,8 +196,8 @@ def corpus_labels(corpus, classes=('neg', 'pos')):
     return torch.tensor([o2i[n] for n in names])
 
 def clas_dls_from_ids(train, valid, vocab, bs=64, seq_len=72, n_classes=None, seed=42, device=None, classes=None,
-                      tok=None, rules=None):
-    "Classifier `DataLoaders` (sorted, padded batches); `train`/`valid` are `(ids, offsets, labels)` triples"
+                      tok=None, rules=None, backwards=False):
+    "Classifier `DataLoaders` (sorted, padded batches; each review reversed if `backwards`); `train`/`valid` are `(ids, offsets, labels)` triples"
     if classes is None: classes = [str(i) for i in range(2 if n_classes is None else check_number(n_classes, 'n_classes', lo=1, integer=True))]
     elif n_classes is not None and n_classes != len(classes): raise ValueError(f'n_classes={n_classes} but {len(classes)} classes')
     def dl(t, shuffle, b):
@@ -206,7 +206,8 @@ def clas_dls_from_ids(train, valid, vocab, bs=64, seq_len=72, n_classes=None, se
         if len(y) != len(offs) - 1: raise ValueError(f'{len(y)} labels for {len(offs)-1} documents')
         ds = TextIds(ids, offs[:-1], np.diff(offs), labels=torch.as_tensor(np.asarray(y), dtype=torch.long), vocab=list(vocab),
                      classes=list(classes), tok=tok, rules=rules)
-        return SortedDL(ds, bs=b, shuffle=shuffle, seed=seed if shuffle else None, seq_len=seq_len, vocab=list(vocab))
+        return SortedDL(ds, bs=b, shuffle=shuffle, seed=seed if shuffle else None, seq_len=seq_len, vocab=list(vocab),
+                        backwards=backwards)
     dls = DataLoaders(dl(train, True, bs), dl(valid, False, bs*2), device=device)
     dls.c = len(classes)
     return dls

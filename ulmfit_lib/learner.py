@@ -4,20 +4,23 @@
 
 # %% auto #0
 __all__ = ['atomic_torch_save', 'safe_torch_load', 'load_vocab_pickle', 'save_vocab_pickle', 'load_pretrained_files',
-           'match_embeds', 'load_state_checked', 'get_encoder', 'dls_vocab', 'TextLearner', 'LMLearner',
+           'match_embeds', 'load_state_checked', 'get_encoder', 'dls_vocab', 'dls_backwards', 'learner_direction',
+           'record_direction', 'recorded_direction', 'check_direction', 'TextLearner', 'LMLearner',
            'language_model_learner', 'text_classifier_learner', 'pretrain_lm', 'save_lm_pretrained']
 
 # %% ../nbs/06_learner.ipynb #92cf9f50
 import pickle, warnings, zipfile
+from collections import OrderedDict
 from pathlib import Path
 import numpy as np
 import torch
-from fastai.learner import Learner, save_model
+from fastcore.basics import patch
+from fastai.learner import Learner
 import fastai.callback.schedule, fastai.callback.progress, fastai.callback.fp16  # fit_one_cycle, lr_find, progress bars, to_fp16 (fastai patches Learner)
 from fastai.callback.rnn import rnn_cbs
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, Perplexity
-from fastai.torch_core import get_model
+from fastai.torch_core import get_model, rank_distrib
 from fastai.text.learner import decode_spec_tokens
 from .tokenize import UNK, PAD, BOS, tokenize1
 from .corpus import TokCorpus, tokenize_corpus, tokenize_folder
@@ -141,7 +144,7 @@ def load_state_checked(model, wgts, what='weights', strict=True):
     model.load_state_dict(wgts, strict=strict)
     return model
 
-# %% ../nbs/06_learner.ipynb #2092e9b2
+# %% ../nbs/06_learner.ipynb #44494b08
 def get_encoder(model):
     "The `AWD_LSTM` of a language model or classifier (unwrapping `SentenceEncoder`)."
     enc = get_model(model)[0]
@@ -154,11 +157,53 @@ def dls_vocab(dls):
     if len(vocab) == 2 and not isinstance(vocab[0], str): return [str(o) for o in vocab[0]], [str(o) for o in vocab[1]]
     return [str(o) for o in vocab], None
 
+# %% ../nbs/06_learner.ipynb #b39ddc64
+def dls_backwards(dls):
+    "Whether `dls` read each text reversed: our loaders' `backwards`, or fastai's `reverse_text` in the `TextBlock`"
+    dl = getattr(dls, 'train', dls)
+    if getattr(dl, 'backwards', False): return True
+    tls = getattr(getattr(dl, 'dataset', None), 'tls', None)
+    fs = getattr(getattr(tls[0], 'tfms', None), 'fs', []) if tls else []
+    return any(getattr(f, 'name', None) == 'reverse_text' for f in fs)
+
+def learner_direction(dls, backwards=None):
+    "`backwards`, or the direction of `dls` if `None`; `ValueError` for reversed loaders called forward"
+    found = dls_backwards(dls)
+    if backwards is None: return found
+    if found and not backwards:
+        raise ValueError('backwards=False, but the DataLoaders read each text reversed: pass backwards=True (or None)')
+    return bool(backwards)
+
+# %% ../nbs/06_learner.ipynb #e3c8f8da
+def record_direction(sd, backwards):
+    "`sd` (a state dict) marked as trained on reversed text or not, in torch's `_metadata` (which `load_state_dict` ignores)"
+    if not hasattr(sd, '_metadata'):
+        sd = OrderedDict(sd)
+        sd._metadata = OrderedDict()
+    sd._metadata.setdefault('', {})['backwards'] = bool(backwards)
+    return sd
+
+def recorded_direction(sd):
+    "`True`/`False` as `record_direction` left it in `sd`; `None` for weights without the record (fastai's files)"
+    found = getattr(sd, '_metadata', {}).get('', {}).get('backwards')
+    return None if found is None else bool(found)
+
+def check_direction(sd, backwards, what='the weights'):
+    "`ValueError` if `sd` records the other direction than `backwards`"
+    found = recorded_direction(sd)
+    if found is not None and found != bool(backwards):
+        name = lambda b: 'backwards (on reversed text)' if b else 'forwards'
+        raise ValueError(f'{what} holds weights trained {name(found)}, but this model reads text {name(backwards)}: '
+                         'a backward model needs backward weights and a forward model forward ones')
+
+# %% ../nbs/06_learner.ipynb #0b7f558c
 class TextLearner(Learner):
-    "fastai's `Learner` for text: RNN callbacks (AR `alpha`, TAR `beta`), atomic saves, safe loads."
-    def __init__(self, dls, model, alpha=2., beta=1., moms=(0.8, 0.7, 0.8), **kwargs):
+    "fastai's `Learner` for text: RNN callbacks (AR `alpha`, TAR `beta`), atomic saves, safe loads, the reading direction."
+    backwards = False   # learners exported before the direction was recorded read forwards
+    def __init__(self, dls, model, alpha=2., beta=1., moms=(0.8, 0.7, 0.8), backwards=None, **kwargs):
         super().__init__(dls, model, moms=moms, **kwargs)
         self.add_cbs(rnn_cbs(alpha, beta))
+        self.backwards = learner_direction(dls, backwards)
 
     def _file(self, file): 
         if isinstance(file, Path) and file.suffix: return file
@@ -170,50 +215,64 @@ class TextLearner(Learner):
         if device is None: device = getattr(self.dls, 'device', None)
         return 'cpu' if device is None else device
 
-    def save(self, file, with_opt=True, pickle_protocol=2):
-        "Save model (and optimizer) to `path/model_dir/file.pth`, atomically."
-        file = self._file(file)
-        atomic_write(file, lambda tmp: save_model(tmp, self.model, getattr(self, 'opt', None), with_opt=with_opt,
-                                                   pickle_protocol=pickle_protocol))
-        return file
+# %% ../nbs/06_learner.ipynb #05a00041
+@patch
+def save(self:TextLearner, file, with_opt=True, pickle_protocol=2):
+    "Save model (and optimizer) to `path/model_dir/file.pth`, atomically, with the direction (`record_direction`)."
+    if rank_distrib(): return   # as fastai: only the main process of a distributed run writes
+    state = record_direction(get_model(self.model).state_dict(), self.backwards)
+    opt = getattr(self, 'opt', None)
+    if with_opt and opt is not None: state = {'model': state, 'opt': opt.state_dict()}
+    return atomic_torch_save(state, self._file(file), pickle_protocol=pickle_protocol)
 
-    def load(self, file, device=None, with_opt=True, strict=True):
-        "Load a checkpoint written by `save` (weights only; `ValueError` naming shapes on a mismatch), as fastai's `load`."
-        file = self._file(file)
-        state = safe_torch_load(file, map_location=self._map_location(device), opt_globals=True)
-        hasopt = isinstance(state, dict) and set(state) == {'model', 'opt'}
-        load_state_checked(get_model(self.model), state['model'] if hasopt else state, what=f'{file}', strict=strict)
-        if hasopt and with_opt:
-            if self.opt is None: self.create_opt()
-            try: self.opt.load_state_dict(state['opt'])
-            except Exception as e: warnings.warn(f'Could not load the optimizer state of {file} ({type(e).__name__}: {e}); '
-                                                 'the optimizer starts afresh')
-        elif with_opt: warnings.warn(f"{file} doesn't contain an optimizer state.")
-        return self
+# %% ../nbs/06_learner.ipynb #2bedd231
+@patch
+def load(self:TextLearner, file, device=None, with_opt=True, strict=True):
+    "Load a checkpoint written by `save` (weights only; `ValueError` naming shapes or the direction on a mismatch), as fastai's `load`."
+    file = self._file(file)
+    state = safe_torch_load(file, map_location=self._map_location(device), opt_globals=True)
+    hasopt = isinstance(state, dict) and set(state) == {'model', 'opt'}
+    wgts = state['model'] if hasopt else state
+    check_direction(wgts, self.backwards, f'{file}')
+    load_state_checked(get_model(self.model), wgts, what=f'{file}', strict=strict)
+    if hasopt and with_opt:
+        if self.opt is None: self.create_opt()
+        try: self.opt.load_state_dict(state['opt'])
+        except Exception as e: warnings.warn(f'Could not load the optimizer state of {file} ({type(e).__name__}: {e}); '
+                                             'the optimizer starts afresh')
+    elif with_opt: warnings.warn(f"{file} doesn't contain an optimizer state.")
+    return self
 
-    def save_encoder(self, file):
-        "Save the encoder (the `AWD_LSTM` state dict) to `path/model_dir/file.pth`, atomically."
-        return atomic_torch_save(get_encoder(self.model).state_dict(), self._file(file))
+# %% ../nbs/06_learner.ipynb #b6ca5e01
+@patch
+def save_encoder(self:TextLearner, file):
+    "Save the encoder (the `AWD_LSTM` state dict, with the direction) to `path/model_dir/file.pth`, atomically."
+    return atomic_torch_save(record_direction(get_encoder(self.model).state_dict(), self.backwards), self._file(file))
 
-    def load_encoder(self, file, device=None):
-        "Load the encoder saved by `save_encoder`; `ValueError` naming both sizes if it does not fit; then `freeze`."
-        file = self._file(file)
-        wgts = safe_torch_load(file, map_location=self._map_location(device))
-        load_state_checked(get_encoder(self.model), wgts, what=f'the encoder {file}')
-        self.freeze()
-        return self
+@patch
+def load_encoder(self:TextLearner, file, device=None):
+    "Load the encoder saved by `save_encoder`; `ValueError` if it does not fit or reads the other direction; then `freeze`."
+    file = self._file(file)
+    wgts = safe_torch_load(file, map_location=self._map_location(device))
+    check_direction(wgts, self.backwards, f'the encoder {file}')
+    load_state_checked(get_encoder(self.model), wgts, what=f'the encoder {file}')
+    self.freeze()
+    return self
 
-    def load_pretrained(self, wgts_fname, vocab_fname, model=None):
-        "Load a pretrained LM (fastai's format), adapt it to this vocab with `match_embeds`, and `freeze`."
-        wgts, old_vocab = load_pretrained_files(wgts_fname, vocab_fname)
-        wgts = match_embeds(wgts, old_vocab, dls_vocab(self.dls)[0])
-        if model is None and isinstance(get_model(self.model)[1], LinearDecoder):
-            load_state_checked(get_model(self.model), wgts, what=f'{wgts_fname}')
-        else:  # a classifier: only the encoder part (`0.` keys) of the LM
-            enc = {k[2:]: v for k, v in wgts.items() if k.startswith('0.')}
-            load_state_checked(get_encoder(self.model) if model is None else model, enc, what=f'{wgts_fname}')
-        self.freeze()
-        return self
+# %% ../nbs/06_learner.ipynb #96931ae3
+@patch
+def load_pretrained(self:TextLearner, wgts_fname, vocab_fname, model=None):
+    "Load a pretrained LM (fastai's format), adapt it to this vocab with `match_embeds`, and `freeze`."
+    wgts, old_vocab = load_pretrained_files(wgts_fname, vocab_fname)
+    check_direction(wgts, self.backwards, f'{wgts_fname}')
+    wgts = match_embeds(wgts, old_vocab, dls_vocab(self.dls)[0])
+    if model is None and isinstance(get_model(self.model)[1], LinearDecoder):
+        load_state_checked(get_model(self.model), wgts, what=f'{wgts_fname}')
+    else:  # a classifier: only the encoder part (`0.` keys) of the LM
+        enc = {k[2:]: v for k, v in wgts.items() if k.startswith('0.')}
+        load_state_checked(get_encoder(self.model) if model is None else model, enc, what=f'{wgts_fname}')
+    self.freeze()
+    return self
 
 # %% ../nbs/06_learner.ipynb #3314fb03
 class LMLearner(TextLearner):
@@ -237,13 +296,12 @@ class LMLearner(TextLearner):
 
     def get_preds(self, concat_dim=1, **kwargs): return super().get_preds(concat_dim=concat_dim, **kwargs)
 
-# %% ../nbs/06_learner.ipynb #8735c852
+# %% ../nbs/06_learner.ipynb #75f7abe5
 def _wt103_files(backwards=False):
-    "Paths `(weights, vocab)` of fastai's WT103 model, downloaded once by `untar_data`; `None` if that fails."
+    "Paths `(weights, vocab)` of fastai's WT103 model (`URLs.WT103_BWD` if `backwards`), downloaded once by `untar_data`; `None` if that fails."
     from fastai.data.external import untar_data, URLs
     try: model_path = untar_data(URLs.WT103_BWD if backwards else URLs.WT103_FWD, c_key='model')
     except Exception as e:
-        import warnings
         warnings.warn(f'could not get the pretrained WikiText-103 weights ({type(e).__name__}: {e}); the model starts '
                       'from random weights. Train a general LM with `pretrain_lm` and pass `pretrained_fnames`.')
         return None
@@ -251,22 +309,24 @@ def _wt103_files(backwards=False):
     if not fn[0] or not fn[1]: raise FileNotFoundError(f'the pretrained model in {model_path} is incomplete: download it again')
     return fn[0][0], fn[1][0]
 
-def language_model_learner(dls, arch, config=None, drop_mult=1., backwards=False, pretrained=True,
+# %% ../nbs/06_learner.ipynb #e66b4224
+def language_model_learner(dls, arch, config=None, drop_mult=1., backwards=None, pretrained=True,
                            pretrained_fnames=None, tok=None, rules=None, **kwargs):
-    "Create an `LMLearner` with a language model from `dls` and `arch` (fastai's signature)."
+    "Create an `LMLearner` with a language model from `dls` and `arch` (fastai's signature; `backwards`: default from `dls`)."
     vocab = dls_vocab(dls)[0]
     model = get_language_model(arch, len(vocab), config=config, drop_mult=drop_mult)
-    learn = LMLearner(dls, model, loss_func=CrossEntropyLossFlat(), splitter=awd_lstm_lm_split, **kwargs)
+    learn = LMLearner(dls, model, loss_func=CrossEntropyLossFlat(), splitter=awd_lstm_lm_split, backwards=backwards, **kwargs)
     learn.tok, learn.rules, learn.pretrained_from = tok, rules, None
     if pretrained_fnames is not None:
         fnames = [learn.path/learn.model_dir/f'{fn}.{ext}' for fn, ext in zip(pretrained_fnames, ['pth', 'pkl'])]
-    elif pretrained: fnames = _wt103_files(backwards)
+    elif pretrained: fnames = _wt103_files(learn.backwards)
     else: fnames = None
     if fnames is not None:
         learn.load_pretrained(*fnames)
         learn.pretrained_from = str(fnames[0])
     return learn
 
+# %% ../nbs/06_learner.ipynb #9772c859
 def _n_classes(dls):
     c = getattr(dls, 'c', None)
     if c: return c
@@ -274,9 +334,9 @@ def _n_classes(dls):
     if labels is not None and len(labels): return int(labels.max()) + 1
     return None
 
-def text_classifier_learner(dls, arch, seq_len=72, config=None, backwards=False, pretrained=True, drop_mult=0.5,
+def text_classifier_learner(dls, arch, seq_len=72, config=None, backwards=None, pretrained=True, drop_mult=0.5,
                             n_out=None, lin_ftrs=None, ps=None, max_len=72*20, y_range=None, **kwargs):
-    "Create a `TextLearner` with a text classifier from `dls` and `arch` (fastai's signature)."
+    "Create a `TextLearner` with a text classifier from `dls` and `arch` (fastai's signature; `backwards`: default from `dls`)."
     vocab = dls_vocab(dls)[0]
     if n_out is None: n_out = _n_classes(dls)
     if not n_out: raise ValueError('`n_out` is not defined and could not be inferred from the data: set `dls.c` or pass `n_out`')
@@ -284,10 +344,10 @@ def text_classifier_learner(dls, arch, seq_len=72, config=None, backwards=False,
                                 drop_mult=drop_mult, lin_ftrs=lin_ftrs, ps=ps, max_len=max_len)
     if 'loss_func' not in kwargs and getattr(getattr(dls, 'train_ds', None), 'loss_func', None) is None:
         kwargs['loss_func'] = CrossEntropyLossFlat()
-    learn = TextLearner(dls, model, splitter=awd_lstm_clas_split, **kwargs)
+    learn = TextLearner(dls, model, splitter=awd_lstm_clas_split, backwards=backwards, **kwargs)
     learn.pretrained_from = None
     if pretrained:
-        fnames = _wt103_files(backwards)
+        fnames = _wt103_files(learn.backwards)
         if fnames is not None:
             learn.load_pretrained(*fnames, model=get_encoder(learn.model))
             learn.pretrained_from = str(fnames[0])
@@ -304,21 +364,22 @@ def _as_corpus(source, n_workers=None, cache_dir=None):
 
 def pretrain_lm(source, path='.', name='general_lm', vocab=None, config=None, drop_mult=0.3, epochs=1, lr=1e-2,
                 bs=64, seq_len=72, max_vocab=60000, min_freq=3, valid_pct=0.1, wd=0.01, seed=42, cbs=None,
-                n_workers=None, cache_dir=None, **kwargs):
-    "Train an LM from scratch on `source` (folder, texts, Paths or `TokCorpus`); save `path/models/name.{pth,pkl}`."
+                n_workers=None, cache_dir=None, backwards=False, **kwargs):
+    "Train an LM from scratch on `source` (folder, texts, Paths or `TokCorpus`); save `path/models/name.{pth,pkl}` (`backwards`: on reversed text)."
     corpus = _as_corpus(source, n_workers=n_workers, cache_dir=cache_dir)
     if vocab is None: vocab = corpus_vocab(corpus, min_freq=min_freq, max_vocab=max_vocab)
-    dls = lm_dls_from_corpus(corpus, vocab, bs=bs, seq_len=seq_len, valid_pct=valid_pct, seed=seed)
-    learn = language_model_learner(dls, AWD_LSTM, config=config, drop_mult=drop_mult, pretrained=False, path=path,
+    dls = lm_dls_from_corpus(corpus, vocab, bs=bs, seq_len=seq_len, valid_pct=valid_pct, seed=seed, backwards=backwards)
+    learn = language_model_learner(dls, AWD_LSTM, config=config, drop_mult=drop_mult, pretrained=False, path=path, backwards=backwards,
                                    wd=wd, metrics=[accuracy, Perplexity()], cbs=cbs, **kwargs)
     if epochs: learn.fit_one_cycle(epochs, lr)
     save_lm_pretrained(learn, name)
     return learn
 
 def save_lm_pretrained(learn, name):
-    "Save an LM learner as fastai ships WT103: `name.pth` (state dict) and `name.pkl` (itos) in its model dir."
+    "Save an LM learner as fastai ships WT103: `name.pth` (state dict, with the direction) and `name.pkl` (itos) in its model dir."
     d = learn.path/learn.model_dir
-    wf = atomic_torch_save(get_model(learn.model).state_dict(), d/f'{name}.pth')
+    sd = record_direction(get_model(learn.model).state_dict(), learner_direction(learn.dls, getattr(learn, 'backwards', None)))
+    wf = atomic_torch_save(sd, d/f'{name}.pth')
     vf = save_vocab_pickle(dls_vocab(learn.dls)[0], d/f'{name}.pkl')
     learn.pretrained_files = (wf, vf)
     return wf, vf

@@ -7,9 +7,9 @@ __all__ = ['DATA_FIELDS', 'PROFILES', 'IMDB_CLASSES', 'CACHE_FORMAT', 'CACHE_PAR
            'REPORT_ROWS', 'Profile', 'get_profile', 'check_field', 'IMDbData', 'profile_files', 'prepare_imdb',
            'is_corpus_cache', 'save_corpus_cache', 'load_corpus_cache', 'imdb_texts', 'check_texts', 'TimeLimit',
            'fit_budget', 'LossHistory', 'EpochTable', 'plot_losses', 'gradual_unfreeze', 'StageResult', 'lm_stage',
-           'train_classifier', 'general_lm', 'finetune_lm', 'classifier', 'control', 'baseline', 'run_ulmfit',
-           'report_table', 'few_label_schedule', 'check_labels', 'SkipValidation', 'first_n', 'fit_classifier',
-           'plot_label_sweep', 'label_sweep', 'main']
+           'train_classifier', 'general_lm', 'finetune_lm', 'classifier', 'control', 'baseline', 'ensemble',
+           'run_ulmfit', 'report_table', 'few_label_schedule', 'check_labels', 'SkipValidation', 'first_n',
+           'fit_classifier', 'plot_label_sweep', 'label_sweep', 'main']
 
 # %% ../nbs/07_ulmfit.ipynb #2f27c935
 import argparse, json, math, os, platform, shutil, sys, tempfile, time, zipfile, zlib
@@ -475,11 +475,12 @@ def lm_stage(data, part_names, p, path, epochs, lr, frozen_epochs=0, pretrained=
     return StageResult(name, learn, float(v[1]), float(v[2]), time.monotonic() - t0, info)
 
 # %% ../nbs/07_ulmfit.ipynb #8883fcca
-def _clas_learner(data, trn, p, path, encoder, device):
-    "A classifier learner of profile `p` on the labelled documents `trn` (from `encoder`, or random), with the job's callbacks."
-    dls = clas_dls_from_ids(trn, data.parts['valid'], data.vocab, bs=p.clas_bs, seq_len=72, seed=p.seed, device=device)
+def _clas_learner(data, trn, p, path, encoder, device, backwards=False):
+    "A classifier learner of profile `p` on the labelled documents `trn` (from `encoder`, or random; on reversed text if `backwards`), with the job's callbacks."
+    dls = clas_dls_from_ids(trn, data.parts['valid'], data.vocab, bs=p.clas_bs, seq_len=72, seed=p.seed, device=device,
+                            backwards=backwards)   # each review reversed before padding, as fastai's `TextBlock(backwards=True)`
     learn = text_classifier_learner(dls, AWD_LSTM, config=p.clas_config(), drop_mult=p.clas_drop_mult, pretrained=False,
-                                    max_len=p.max_len, metrics=accuracy, path=path, wd=p.wd)
+                                    max_len=p.max_len, metrics=accuracy, path=path, wd=p.wd, backwards=backwards)
     if p.fp16 and str(device).startswith('cuda'): learn = learn.to_fp16()
     if encoder is not None: learn.load_encoder(encoder)
     return _job_callbacks(learn)
@@ -492,13 +493,14 @@ def _clas_budget(learn, p, budget):
     return fit_budget(len(learn.dls.train), 1, spb * cost, budget * 0.9)[0], spb
 
 # %% ../nbs/07_ulmfit.ipynb #7c9b5e2c
-def train_classifier(data, p, path, encoder=None, device=None, budget=None, log=print, name='classifier', frac=None):
-    "Stage 3 (or the control, with `encoder=None`): gradual unfreezing on `data`'s `train` part; a `StageResult`."
+def train_classifier(data, p, path, encoder=None, device=None, budget=None, log=print, name='classifier', frac=None,
+                     backwards=False):
+    "Stage 3 (or the control, with `encoder=None`): gradual unfreezing on `data`'s `train` part (reversed if `backwards`); a `StageResult`."
     t0, trn, info = time.monotonic(), data.parts['train'], {}
     if frac is None and budget is not None:
-        frac, info['sec_per_batch'] = _clas_budget(_clas_learner(data, trn, p, path, encoder, device), p, budget)
+        frac, info['sec_per_batch'] = _clas_budget(_clas_learner(data, trn, p, path, encoder, device, backwards), p, budget)
     if frac is not None: info['train_fraction'] = frac   # the control gets the classifier's fraction, to be comparable
-    learn = _clas_learner(data, _subset(trn, frac or 1, p.seed), p, path, encoder, device)
+    learn = _clas_learner(data, _subset(trn, frac or 1, p.seed), p, path, encoder, device, backwards)
     deadline = None if budget is None else t0 + budget * 1.15
     gradual_unfreeze(learn, p.clas_lr, p.clas_epochs, cbs=[TimeLimit(deadline)] if deadline else None)
     acc = float(learn.validate()[1])
@@ -527,12 +529,13 @@ def finetune_lm(data, p, out, general=None, device=None, budget=None, log=print,
     return r
 
 # %% ../nbs/07_ulmfit.ipynb #889e2c45
-def classifier(data, p, out, encoder, device=None, budget=None, log=print, name='classifier'):
-    "Stage 3: the classifier from the fine-tuned `encoder` by gradual unfreezing, saved as `.pth` and as a safe folder."
-    r = train_classifier(data, p, out, encoder=encoder, device=device, budget=budget, log=log, name=name)
-    folder = save_classifier(r.learn, out/name, classes=IMDB_CLASSES)     # the safe format (`08_inference`)
-    r.files += [r.learn.save(name, with_opt=False), folder]
-    r.info['folder'] = str(folder)
+def classifier(data, p, out, encoder, device=None, budget=None, log=print, name='classifier', backwards=False, safe_folder=True):
+    "Stage 3: the classifier from the fine-tuned `encoder` by gradual unfreezing, saved as `.pth` and (if `safe_folder`) as a safe folder."
+    r = train_classifier(data, p, out, encoder=encoder, device=device, budget=budget, log=log, name=name, backwards=backwards)
+    r.files.append(r.learn.save(name, with_opt=False))
+    if safe_folder:
+        r.files.append(save_classifier(r.learn, out/name, classes=IMDB_CLASSES))     # the safe format (`08_inference`)
+        r.info['folder'] = str(r.files[-1])
     return r
 
 def control(data, p, out, clas, device=None, budget=None, log=print):
@@ -546,6 +549,19 @@ def baseline(texts, p, log=print):
     b = tfidf_baseline(tt, ty, vt, vy, seed=p.seed)
     log(f'baseline: accuracy {b["accuracy"]:.4f} on {b["n_valid"]} held-out reviews ({b["seconds"]:.0f}s)')
     return StageResult('baseline', None, b['accuracy'], None, b['seconds'], {k: v for k, v in b.items() if k not in ('accuracy', 'seconds')})
+
+# %% ../nbs/07_ulmfit.ipynb #39bd3fbd
+def ensemble(data, fwd, bwd, out, log=print):
+    "The forward+backward ensemble of stage 3's classifiers `fwd`, `bwd`: accuracy of the mean probabilities; both saved in `out/classifier`"
+    t0 = time.monotonic()
+    (p_f, y), (p_b, y_b) = [r.learn.get_preds(ds_idx=1)[:2] for r in (fwd, bwd)]     # dataset order: the same reviews
+    if not torch.equal(y, y_b): raise ValueError('the two classifiers were validated on different reviews')
+    acc = float(((p_f.float() + p_b.float()) / 2).argmax(1).eq(y).float().mean())
+    folder = save_classifier(fwd.learn, out/'classifier', classes=IMDB_CLASSES, learn_bwd=bwd.learn)   # replaces the forward folder
+    fwd.info['folder'], bwd.info['folder'] = str(folder/'fwd'), str(folder/'bwd')
+    log(f'ensemble: accuracy {acc:.4f} on {len(y)} held-out reviews (forward {fwd.accuracy:.4f}, backward {bwd.accuracy:.4f})')
+    return StageResult('ensemble', None, acc, None, time.monotonic() - t0,
+                       dict(members=['classifier', 'classifier_bwd'], folder=str(folder)), files=[folder])
 
 # %% ../nbs/07_ulmfit.ipynb #541cf096
 REPORT_KEYS = ('profile', 'device', 'lm', 'classifier', 'total_seconds')   # a report.json holding these is one of ours
@@ -589,8 +605,8 @@ def _check_job_data(p, data, cache):
 
 # %% ../nbs/07_ulmfit.ipynb #b88bae30
 def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None, time_budget=None, control=True,
-               device=None, n_workers=None, log=print, data=None, baseline=True, labels=None, **overrides):
-    "Run the three ULMFiT stages (and the control, the baseline, a label sweep); write `out/report.json` at the end."
+               device=None, n_workers=None, log=print, data=None, baseline=True, labels=None, bidirectional=False, **overrides):
+    "Run the three ULMFiT stages (both directions and their ensemble if `bidirectional`; the control, the baseline, a label sweep); write `out/report.json` at the end."
     t_start = time.monotonic()
     device = torch.device(device if device is not None else ('cuda' if torch.cuda.is_available() else 'cpu'))
     p = profile if isinstance(profile, Profile) else get_profile(profile, device=device, **overrides)
@@ -604,7 +620,8 @@ def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None,
     status = dict(status='running', started=time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()), pid=os.getpid(),
                   profile=p.name, note='a run in progress, or one that stopped: report.json is written at the end')
     _begin_run(out, status)
-    try: report = _run_stages(p, data, archive, out, cache, time_budget, control, baseline, labels, device, n_workers, log, t_start)
+    try: report = _run_stages(p, data, archive, out, cache, time_budget, control, baseline, labels, device, n_workers, log, t_start,
+                              bidirectional)
     except BaseException as e:        # Ctrl-C included: `out` says the run did not finish
         status.update(status='interrupted' if isinstance(e, KeyboardInterrupt) else 'failed', error=repr(e)[:1000],
                       seconds=round(time.monotonic() - t_start, 1))
@@ -616,8 +633,9 @@ def run_ulmfit(profile='auto', archive=None, out='runs/imdb', corpus_cache=None,
     return report
 
 # %% ../nbs/07_ulmfit.ipynb #cbe9a7cb
-def _run_stages(p, data, archive, out, cache, time_budget, control_, baseline_, labels, device, n_workers, log, t_start):
-    "The recipe: data, baseline, stages 1-3, the control, the label sweep; returns the report."
+def _run_stages(p, data, archive, out, cache, time_budget, control_, baseline_, labels, device, n_workers, log, t_start,
+                bidirectional=False):
+    "The recipe: data, baseline, stages 1-3 (in both directions, and their ensemble, if `bidirectional`), the control, the label sweep; returns the report."
     torch.manual_seed(p.seed); np.random.seed(p.seed)
     log(f'ulmfit: profile {p.name} on {_device_name(device)}')
     data, t_data = _job_data(p, data, archive, cache, n_workers, log)
@@ -627,17 +645,30 @@ def _run_stages(p, data, archive, out, cache, time_budget, control_, baseline_, 
     rem = left()
     share = lambda f: None if rem is None else max(rem * f, 0.5)
     curves = {}
-    s1 = general_lm(data, p, out, device, share(0.25 if control_ else 0.3), log) if 'unsup' in data.parts else None
-    _plot(curves, out, 'stage1_lm_loss', s1, f'stage 1: general LM ({p.name})')
-    s2 = finetune_lm(data, p, out, s1, device, share(0.2 if control_ else 0.25), log)
-    _plot(curves, out, 'stage2_lm_loss', s2, f'stage 2: LM fine-tuning ({p.name})')
+    dirs = (False, True) if bidirectional else (False,)
+    s1, s2, s3 = {}, {}, {}
+    for b in dirs:                 # each direction gets half of each LM stage's share
+        sfx, what = ('_bwd', ', backward') if b else ('', '')
+        s1[b] = general_lm(data, p, out, device, share((0.25 if control_ else 0.3) / len(dirs)), log, backwards=b) if 'unsup' in data.parts else None
+        _plot(curves, out, f'stage1_lm{sfx}_loss', s1[b], f'stage 1: general LM ({p.name}{what})')
+    for b in dirs:
+        sfx, what = ('_bwd', ', backward') if b else ('', '')
+        s2[b] = finetune_lm(data, p, out, s1[b], device, share((0.2 if control_ else 0.25) / len(dirs)), log, backwards=b)
+        _plot(curves, out, f'stage2_lm{sfx}_loss', s2[b], f'stage 2: LM fine-tuning ({p.name}{what})')
     rem3 = left()
-    s3 = classifier(data, p, out, 'finetuned', device, None if rem3 is None else rem3 / (2 if control_ else 1), log)
-    _plot(curves, out, 'stage3_clas_loss', s3, f'stage 3: classifier, gradual unfreezing ({p.name})')
+    n3 = len(dirs) + bool(control_)    # the classifiers (and the control) cost the same: equal shares of what is left
+    for b in dirs:
+        sfx, what = ('_bwd', ', backward') if b else ('', '')
+        s3[b] = classifier(data, p, out, f'finetuned{sfx}', device, None if rem3 is None else rem3 / n3, log,
+                           name=f'classifier{sfx}', backwards=b, safe_folder=not b)
+        _plot(curves, out, f'stage3_clas{sfx}_loss', s3[b], f'stage 3: classifier, gradual unfreezing ({p.name}{what})')
+    ens = ensemble(data, s3[False], s3[True], out, log) if bidirectional else None
+    bwd = (s1[True], s2[True], s3[True], ens) if bidirectional else None
+    s1, s2, s3 = s1[False], s2[False], s3[False]
     total = time.monotonic() - t_start
     ctl = control(data, p, out, s3, device, left(), log) if control_ else None
     rows = label_sweep(data, p, labels, out, texts, device, log, 'finetuned', known=(s3, ctl, base)) if labels else None
-    return _report(p, device, data, t_data, s1, s2, s3, ctl, base, rows, total, time_budget, t_start)
+    return _report(p, device, data, t_data, s1, s2, s3, ctl, base, rows, total, time_budget, t_start, bwd)
 
 def _job_texts(p, archive, data, required, log):
     "The raw reviews of `data` for the baseline; None (and a log line) if IMDb's files cannot be read and they are not `required`."
@@ -654,8 +685,8 @@ def _plot(curves, out, name, r, title):
     r.files.append(plot_losses(curves[name], out/f'{name}.png', title))
     _write_json(out/'losses.json', curves)
 
-def _report(p, device, data, t_data, s1, s2, s3, ctl, base, rows, total, time_budget, t_start):
-    "`report.json`: the run's settings and each stage's `report()`."
+def _report(p, device, data, t_data, s1, s2, s3, ctl, base, rows, total, time_budget, t_start, bwd=None):
+    "`report.json`: the run's settings and each stage's `report()`; `bwd`: the backward stages 1-3 and the ensemble."
     n_valid = int(len(data.parts['valid'][2]))
     rep = dict(profile=p.name, device=_device_name(device),
                data=dict(data.counts(), vocab=len(data.vocab), seconds=round(t_data, 1)),
@@ -663,6 +694,10 @@ def _report(p, device, data, t_data, s1, s2, s3, ctl, base, rows, total, time_bu
                classifier=s3.report(n_valid=n_valid),
                total_seconds=round(total, 1), time_budget=time_budget, config=asdict(p), load_avg=list(os.getloadavg()),
                torch=torch.__version__, date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
+    if bwd:
+        s1b, s2b, s3b, ens = bwd
+        rep.update(lm_bwd=s2b.report(general=s1b.report() if s1b else None), classifier_bwd=s3b.report(n_valid=n_valid),
+                   ensemble=ens.report(n_valid=n_valid))
     if ctl: rep['control'] = ctl.report(note='same classifier and schedule from a random encoder (no stages 1-2)')
     if base: rep['baseline'] = base.report() if isinstance(base, StageResult) else dict(note=base)
     if rows: rep['labels'] = rows
@@ -828,6 +863,7 @@ def main(argv=None):
     ap.add_argument('--time-budget', type=float, default=None, help='seconds for the whole job (stages shrink to fit)')
     ap.add_argument('--no-control', action='store_true', help='skip the no-pretraining control classifier')
     ap.add_argument('--no-baseline', action='store_true', help='skip the TF-IDF + logistic regression baseline')
+    ap.add_argument('--bidirectional', action='store_true', help='also train on reversed text and average both classifiers (report.json: lm_bwd, classifier_bwd, ensemble)')
     ap.add_argument('--labels', default=None, help='label sweep after the stages, e.g. 100,500,1000 (report.json: labels)')
     ap.add_argument('--device', default=None, help='cpu or cuda (default: cuda if available)')
     ap.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='override profile fields, e.g. n_train=2000')
@@ -845,7 +881,7 @@ def main(argv=None):
             print(f'corpus cache written to {a.corpus_cache}: {data.counts()}')
             return 0
         rep = run_ulmfit(p, archive=a.archive, out=a.out, corpus_cache=a.corpus_cache, time_budget=a.time_budget,
-                         control=not a.no_control, baseline=not a.no_baseline, labels=labels, device=dev)
+                         control=not a.no_control, baseline=not a.no_baseline, labels=labels, device=dev, bidirectional=a.bidirectional)
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
         print(f'ulmfit-imdb: error: {e}', file=sys.stderr)
         return 2
@@ -853,7 +889,7 @@ def main(argv=None):
         where = 'no corpus cache written' if a.make_cache else f'{a.out} has no report.json (running.json says so)'
         print(f'ulmfit-imdb: interrupted; {where}', file=sys.stderr)
         return 130
-    print(json.dumps({k: rep[k] for k in ('profile', 'device', 'lm', 'classifier', 'baseline', 'labels', 'total_seconds') if k in rep}, indent=1))
+    print(json.dumps({k: rep[k] for k in ('profile', 'device', 'lm', 'classifier', 'classifier_bwd', 'ensemble', 'baseline', 'labels', 'total_seconds') if k in rep}, indent=1))
     return 0
 
 
