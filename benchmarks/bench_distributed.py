@@ -10,6 +10,12 @@ the profile's vocab size, through `ulmfit_lib.distributed.distributed` (fastai's
      together read what one process with 2*bs rows would; A uses 2*bs rows too: the same tokens per step).
 tokens/s = tokens of the epoch (all ranks) / wall time of the fit (the slowest rank). Median of `--runs` runs.
 No target: it shows the overhead of the gradient all-reduce and the second process on a small CPU.
+
+  python benchmarks/bench_distributed.py --job --runs 2   # the whole `tiny` job (3 stages + control, no baseline)
+
+`--job`: the `ulmfit-imdb` job on the `tiny` profile from a corpus cache (made once): one process with 2 threads and
+bs=clas_bs=16, against `torchrun --nproc_per_node 2` with 1 thread and bs=clas_bs=8 per rank (the same rows per step).
+Wall time of the command (imports, process group, all stages) and report.json's seconds and LM tokens/s.
 """
 import argparse, json, os, platform, statistics, subprocess, sys, socket, time, datetime
 from pathlib import Path
@@ -71,6 +77,36 @@ def run_ddp(profile, bs, tmp, n_tokens):
     return dict(tokens=res[0]['tokens'], seconds=max(r['seconds'] for r in res))
 
 
+def _job_cmd(cache, out, n, bs):
+    launch = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(n)] if n > 1 else [sys.executable]
+    return launch + ['-m', 'ulmfit_lib.ulmfit', '--profile', 'tiny', '--device', 'cpu', '--no-baseline', '--corpus-cache', str(cache),
+                     '--out', str(out), '--set', f'bs={bs}', f'clas_bs={bs}']
+
+
+def run_job(runs, tmp):
+    "The tiny job alone (2 threads, bs 16) and under torchrun (2 ranks, 1 thread, bs 8 each): rows of the results table"
+    cache = Path(tmp)/'cache'
+    if not (cache/'meta.json').exists():
+        subprocess.run([sys.executable, '-m', 'ulmfit_lib.ulmfit', '--profile', 'tiny', '--corpus-cache', str(cache), '--make-cache'], check=True)
+    res = {1: [], 2: []}
+    for i in range(runs):
+        for n in (1, 2):
+            out = Path(tmp)/f'run{n}_{i}'
+            env = dict(os.environ, OMP_NUM_THREADS=str(3 - n))
+            t0 = time.perf_counter()
+            subprocess.run(_job_cmd(cache, out, n, 16 // n), env=env, capture_output=True, text=True, check=True)
+            rep = json.loads((out/'report.json').read_text())
+            res[n].append(dict(wall=time.perf_counter() - t0, job=rep['job_seconds'], lm1=rep['lm']['general']['tokens_per_s'],
+                               lm2=rep['lm']['tokens_per_s'], acc=rep['classifier']['accuracy'], ws=rep.get('world_size', 1)))
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    rows = ['| setup | wall s (median) | report job_seconds | stage 1 LM tokens/s | stage 2 LM tokens/s | runs (wall s) |', '|---|---|---|---|---|---|']
+    for n, name in ((1, '1 process, 2 threads, bs=clas_bs=16'), (2, 'torchrun 2 ranks (gloo), 1 thread each, bs=clas_bs=8 each')):
+        rows.append(f'| {name} | {med(res[n], "wall"):.1f} | {med(res[n], "job"):.1f} | {med(res[n], "lm1"):,.0f} | '
+                    f'{med(res[n], "lm2"):,.0f} | {", ".join(format(r["wall"], ".1f") for r in res[n])} |')
+    assert all(r['ws'] == n for n in res for r in res[n])
+    return rows
+
+
 def _machine():
     import fastai
     return (f'{platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, '
@@ -83,12 +119,19 @@ def main():
     ap.add_argument('--runs', type=int, default=3)
     ap.add_argument('--bs', type=int, default=None, help='rows per rank (default: the profile bs; the single process gets 2*bs)')
     ap.add_argument('--tokens', type=int, default=N_TOKENS, help='tokens of the synthetic corpus')
+    ap.add_argument('--job', action='store_true', help='the whole tiny ulmfit-imdb job: alone vs torchrun 2 ranks')
     ap.add_argument('--worker', action='store_true'); ap.add_argument('--threads', type=int, default=1); ap.add_argument('--out')
     a = ap.parse_args()
     if a.worker:
         torch.set_num_threads(a.threads)
         out = a.out.format(rank=os.environ.get('RANK', 0)) if a.out else None
         print(json.dumps(run_one(a.profile, a.bs, out, a.tokens))); return
+    if a.job:
+        tmp = Path('/tmp')/'bench_distributed_job'; tmp.mkdir(exist_ok=True)
+        load0 = os.getloadavg(); rows = run_job(a.runs, tmp); load1 = os.getloadavg()
+        print(f'{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {_machine()}')
+        print(f'load average (1, 5, 15 min) before {tuple(round(x, 2) for x in load0)}, after {tuple(round(x, 2) for x in load1)}')
+        print('\n'.join(rows)); return
     from ulmfit_lib.ulmfit import get_profile
     bs = a.bs or get_profile(a.profile).bs
     tmp = Path('/tmp')/f'bench_distributed_{os.getpid()}'; tmp.mkdir(exist_ok=True)

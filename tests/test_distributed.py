@@ -180,6 +180,62 @@ def test_failing_rank_does_not_hang(ddp_run):
     assert secs < TIMEOUT + 30, secs
 
 
+# ---- the job: `torchrun --nproc_per_node 2 -m ulmfit_lib.ulmfit` on the tiny profile ----
+
+JOB_TINY = ['n_unsup=30', 'n_lm=30', 'n_train=30', 'n_valid=20', 'max_vocab=400', 'emb_sz=16', 'n_hid=32', 'bs=8',
+            'seq_len=20', 'clas_bs=8', 'clas_epochs=[1,1,0,1]', 'lm1_epochs=2', 'lm2_epochs=2']   # tests/test_ulmfit.py's TINY
+RUN_FILES = {'report.json', 'losses.json', 'stage1_lm_loss.png', 'stage2_lm_loss.png', 'stage3_clas_loss.png', 'models', 'classifier'}
+
+
+@pytest.fixture(scope='module')
+def torchrun(imdb_path, tmp_path_factory):
+    "A corpus cache of the tiny profile (made once), and `run(*args)`: the job under torchrun with 2 ranks on it"
+    from ulmfit_lib.ulmfit import main
+    d = tmp_path_factory.mktemp('job')
+    assert main(['--profile', 'smoke', '--corpus-cache', str(d/'cache'), '--make-cache', '--set', *JOB_TINY]) == 0
+    env = dict(os.environ, OMP_NUM_THREADS='1', MPLBACKEND='Agg', PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    def run(*args):
+        cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(WORLD),
+               '-m', 'ulmfit_lib.ulmfit', '--profile', 'smoke', '--device', 'cpu', '--no-baseline',
+               '--corpus-cache', str(d/'cache'), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=d, timeout=600)
+    return d, run
+
+
+def test_tiny_job_under_torchrun(torchrun):
+    "Three stages and the control on 2 gloo ranks, with a time budget (the ranks must agree on it): one report, rank 0's"
+    d, run = torchrun
+    r = run('--out', str(d/'run'), '--time-budget', '300', '--set', *JOB_TINY)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads((d/'run'/'report.json').read_text())
+    assert rep['world_size'] == WORLD and rep['time_budget'] == 300
+    for k in ('classifier', 'control'): assert 0 <= rep[k]['accuracy'] <= 1
+    assert rep['lm']['tokens_per_s'] > 0 and rep['lm']['general']['tokens_per_s'] > 0
+    assert {f.name for f in (d/'run').iterdir()} == RUN_FILES                      # no running.json, no temp leftovers
+    assert {f.name for f in (d/'run'/'models').iterdir()} == {'general_lm.pth', 'general_lm.pkl', 'finetuned.pth', 'classifier.pth'}
+    assert r.stdout.count('stage 1: LM accuracy') == 1 and r.stdout.count('"world_size"') == 0   # one log, rank 0's
+    assert r.stdout.count('report: ') == 1 and r.stdout.count('"profile":') == 1
+
+
+def test_world_larger_than_batches_under_torchrun(torchrun):
+    "bs=300: one batch of LM rows for 2 ranks -> every rank says so (`ulmfit-imdb: error: ...`) and exits 2; no report"
+    d, run = torchrun
+    r = run('--out', str(d/'big'), '--set', *JOB_TINY, 'bs=300')
+    assert r.returncode != 0
+    assert r.stderr.count('ulmfit-imdb: error:') == WORLD, r.stderr[-3000:]
+    assert r.stderr.count('world_size=2 is larger than the number of batches (1)') == WORLD
+    assert 'exitcode: 2' in r.stderr
+    assert not (d/'big'/'report.json').exists() and json.loads((d/'big'/'running.json').read_text())['status'] == 'failed'
+
+
+def test_label_sweep_refused_under_ranks(monkeypatch, tmp_path):
+    "--labels with WORLD_SIZE=2: a ValueError naming the flag and the world size, before joining any group"
+    from ulmfit_lib.ulmfit import run_ulmfit
+    monkeypatch.setenv('RANK', '0'); monkeypatch.setenv('WORLD_SIZE', '2')
+    with pytest.raises(ValueError, match=r'--labels.*world_size=2'): run_ulmfit('tiny', out=tmp_path/'o', labels=[20])
+    assert not (tmp_path/'o').exists()
+
+
 # ---- single process: the shards, ranks simulated (fast) ----
 
 def test_lm_shards_cover_stream_once():
