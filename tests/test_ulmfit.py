@@ -203,7 +203,10 @@ def test_sigint_exits_130_without_a_mixed_out(piped_run, tiny_cache, tmp_path):
     run = tmp_path/'run'; shutil.copytree(piped_run[0], run)
     assert (run/'report.json').exists()
     cmd, env = _job('--corpus-cache', str(tiny_cache), '--out', str(run), '--set', *TINY, 'lm1_epochs=500')
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    # Ctrl-C as from a terminal: the job gets SIGINT's default disposition even when the test runner was started in the
+    # background (a non-interactive shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         t = time.monotonic()
         while not (run/'running.json').exists():
