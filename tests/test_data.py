@@ -60,16 +60,21 @@ def test_interrupted_extraction_leaves_nothing(tmp_path, monkeypatch, imdb_path)
     monkeypatch.setattr(tarfile.TarFile, 'extractall', orig)
 
 
-def test_incomplete_folder_is_replaced(tmp_path, imdb_path):
+def test_incomplete_folder_is_replaced(tmp_path, monkeypatch):
     "A dest/imdb the library extracted that fails the layout check is not trusted: the archive is extracted again."
     from ulmfit_lib.files import mark_ours
-    src = os.environ.get(IMDB_ENV) or str(Path(__file__).resolve().parents[2]/'shared'/'data'/'imdb.tgz')
-    (tmp_path/'imdb'/'train'/'pos').mkdir(parents=True)
-    (tmp_path/'imdb'/'train'/'pos'/'0_1.txt').write_text('partial')
-    mark_ours(tmp_path/'imdb', 'imdb')
-    p = get_imdb(src, dest=tmp_path)
-    assert p == tmp_path/'imdb' and check_imdb(p) == p
-    assert sorted(x.name for x in tmp_path.iterdir()) == ['imdb']
+    arc = _tgz(tmp_path/'small.tgz', {'imdb/train/pos/1_9.txt': 'great', 'imdb/train/neg/2_1.txt': 'awful'})
+    def complete(p):   # the layout check, for this two-review archive: both reviews present
+        if not all((Path(p)/'train'/d).is_dir() and any((Path(p)/'train'/d).iterdir()) for d in ('pos', 'neg')):
+            raise ValueError(f'{p} is not a complete IMDb folder')
+        return Path(p)
+    monkeypatch.setattr(data_mod, 'check_imdb', complete)
+    out = tmp_path/'out'; (out/'imdb'/'train'/'pos').mkdir(parents=True)
+    (out/'imdb'/'train'/'pos'/'0_1.txt').write_text('partial')
+    mark_ours(out/'imdb', 'imdb')
+    p = get_imdb(arc, dest=out)
+    assert p == out/'imdb' and sorted(x.name for x in out.iterdir()) == ['imdb']
+    assert (p/'train'/'neg'/'2_1.txt').read_text() == 'awful' and not (p/'train'/'pos'/'0_1.txt').exists()
 
 
 def test_foreign_folder_is_not_replaced(tmp_path):
