@@ -776,10 +776,7 @@ def fit_classifier(train, valid, vocab, p, path, encoder=None, device=None):
     "Stage 3 on the `(ids, offsets, labels)` triple `train` (from `encoder`, or random); `(accuracy on valid, seconds)`"
     t0 = time.monotonic()
     torch.manual_seed(p.seed)
-    dls = clas_dls_from_ids(train, valid, vocab, bs=p.clas_bs, seq_len=72, seed=p.seed, device=device)
-    learn = text_classifier_learner(dls, AWD_LSTM, config=p.clas_config(), drop_mult=p.clas_drop_mult, pretrained=False,
-                                    max_len=p.max_len, metrics=accuracy, path=path, wd=p.wd)
-    if encoder is not None: learn.load_encoder(encoder)
+    learn = _clas_learner(IMDbData(vocab, dict(valid=valid)), train, p, path, encoder, device)   # stage 3's learner
     with learn.no_bar(), learn.no_logging(), learn.added_cbs(SkipValidation()): gradual_unfreeze(learn, p.clas_lr, p.clas_epochs)
     with learn.no_bar(): acc = float(learn.validate()[1])
     return acc, time.monotonic() - t0
