@@ -24,3 +24,15 @@ def small_imdb(imdb_path, tmp_path_factory):
         d = ipath/f.relative_to(imdb_path).parent; d.mkdir(parents=True, exist_ok=True); shutil.copy(f, d)
     yield ipath, tmp/'cache'
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def fastai_small_imdb(small_imdb):
+    """`small_imdb` for a test that compares with fastai's folder tokenizer: no `imdb_tok` folder before or after.
+    fastai's `tokenize_folder` reuses an existing `<folder>_tok` whatever it counted (`skip_if_exists`): one left by
+    another test (other folders, or counted in worker-completion order) would make fastai's side of a parity test wrong."""
+    import shutil
+    tok = small_imdb[0].parent/f'{small_imdb[0].name}_tok'
+    shutil.rmtree(tok, ignore_errors=True)
+    yield small_imdb
+    shutil.rmtree(tok, ignore_errors=True)

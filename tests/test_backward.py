@@ -134,10 +134,10 @@ def test_reversed_batches_equal_fastai():
     for (x, t), (a, b) in zip(ours, theirs): assert torch.equal(x, a) and torch.equal(t, b)
 
 
-def test_dls_backwards_sees_fastais_reverse_text(small_imdb):
+def test_dls_backwards_sees_fastais_reverse_text(fastai_small_imdb):
     "fastai's `TextDataLoaders(backwards=True)` adds `reverse_text` to the pipeline: our learners read the direction from it."
     from fastai.text.all import TextDataLoaders as FaTDL
-    ipath, _ = small_imdb
+    ipath, _ = fastai_small_imdb
     f = FaTDL.from_folder(ipath, valid='test', backwards=True, n_workers=0, bs=8, seq_len=20)
     assert dls_backwards(f) and not dls_backwards(FaTDL.from_folder(ipath, valid='test', n_workers=0, bs=8, seq_len=20))
     assert text_classifier_learner(f, AWD_LSTM, config=CLAS, pretrained=False).backwards

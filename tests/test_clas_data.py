@@ -104,11 +104,11 @@ def test_bad_input_empty():
 
 
 @pytest.mark.parametrize('backwards', [False, True])
-def test_datablock_equals_fastai(small_imdb, backwards):
+def test_datablock_equals_fastai(fastai_small_imdb, backwards):
     "Chapter 10's DataBlocks with our TextBlock: fastai's vocab, validation batches, lengths; backwards included."
     from fastai.data.block import DataBlock, CategoryBlock
     from fastai.data.transforms import get_text_files, parent_label, GrandparentSplitter, RandomSplitter
-    ipath, cache = small_imdb
+    ipath, cache = fastai_small_imdb
     items = partial(get_text_files, folders=['train', 'test', 'unsup'])
     def lm(tb): return DataBlock(blocks=tb, get_items=items, splitter=RandomSplitter(0.2, seed=1)).dataloaders(ipath, path=ipath, bs=8, seq_len=30)
     ours = lm(TextBlock.from_folder(ipath, is_lm=True, backwards=backwards, cache_dir=cache, n_workers=0))
@@ -175,10 +175,10 @@ def _same_batches(dl1, dl2):
 
 
 @pytest.mark.parametrize('is_lm,valid_pct', [(False, None), (True, 0.2)])
-def test_textdataloaders_from_folder_equals_fastai(small_imdb, monkeypatch, is_lm, valid_pct):
+def test_textdataloaders_from_folder_equals_fastai(fastai_small_imdb, monkeypatch, is_lm, valid_pct):
     "Chapter 1's `TextDataLoaders.from_folder`: fastai's vocab and validation batches (fastai tokenizing in order)."
     from ulmfit_lib.clas_data import TextDataLoaders
-    ipath, cache = small_imdb
+    ipath, cache = fastai_small_imdb
     orig = fdata.TextBlock.from_folder.__func__       # fastai's folder tokenizer counts in worker-completion order: make it sequential
     monkeypatch.setattr(fdata.TextBlock, 'from_folder', classmethod(lambda c, *a, **k: orig(c, *a, n_workers=0, **k)))
     kw = dict(valid='test', bs=8, is_lm=is_lm, valid_pct=valid_pct, seed=5)
