@@ -734,7 +734,10 @@ def _report(p, device, data, t_data, s1, s2, s3, ctl, base, rows, total, time_bu
 
 # %% ../nbs/07_ulmfit.ipynb #df891243
 REPORT_ROWS = (('stage 1: general LM (next word)', lambda r: r['lm'].get('general')), ('stage 2: fine-tuned LM (next word)', lambda r: r['lm']),
-               ('stage 3: classifier', lambda r: r['classifier']), ('control: no stages 1-2', lambda r: r.get('control')),
+               ('stage 3: classifier', lambda r: r['classifier']),
+               ('stage 1, backward', lambda r: (r.get('lm_bwd') or {}).get('general')), ('stage 2, backward', lambda r: r.get('lm_bwd')),
+               ('stage 3, backward', lambda r: r.get('classifier_bwd')), ('ensemble: forward + backward', lambda r: r.get('ensemble')),
+               ('control: no stages 1-2', lambda r: r.get('control')),
                ('baseline: TF-IDF + logistic regression', lambda r: r.get('baseline')))
 
 def report_table(rep, seconds=True):
