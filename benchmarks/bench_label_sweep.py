@@ -25,6 +25,14 @@ class LoadSampler(threading.Thread):
             time.sleep(self.every); self.samples.append(os.getloadavg()[0])
 
 
+def load_note(load, cores):
+    "What the sampled load average says about the seconds in the table."
+    if load['mean'] <= cores + 0.5:
+        return f'no more than this job on the {cores} cores, so the seconds are this machine\'s own.'
+    return (f'the {cores} cores were shared with other jobs, so the seconds are inflated (idle would be faster); '
+            'accuracies do not depend on it.')
+
+
 def write_results(res, load, file, plot, argv):
     import torch
     rows, det = res['labels'], {d['n_labels']: d for d in res['details']}
@@ -38,12 +46,11 @@ def write_results(res, load, file, plot, argv):
          f'**Machine**: {platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} '
          f'({torch.get_num_threads()} threads), device {res["device"]}. **Date**: {res["date"]}.',
          f'**Load average** (1 min) at start {load["start"]:.1f}, at end {load["end"]:.1f}, min {load["min"]:.1f}, '
-         f'mean {load["mean"]:.1f}, max {load["max"]:.1f} (sampled during the run): the 2 cores were shared with 4 other '
-         f'engineers\' jobs, so the seconds are inflated (idle would be several times faster); accuracies do not depend on it.', '',
+         f'mean {load["mean"]:.1f}, max {load["max"]:.1f} (sampled during the run): ' + load_note(load, os.cpu_count()), '',
          f'**Profile**: `{res["profile"]}`' + (f' with {changed}' if changed else ' (unchanged)') +
          f'; stage 3 schedule per label count: `few_label_schedule` (epochs x ceil(sqrt(2000/N)), at most x5). '
          f'Held-out: the same {res["n_valid"]} test reviews for every row and method.', '']
-    if res.get('lm'): L += [f'Stages 1-2: LM accuracy {res["lm"]["lm_accuracy"]}, perplexity {res["lm"]["lm_perplexity"]}; '
+    if res.get('lm'): L += [f'Stages 1-2: LM accuracy {res["lm"]["accuracy"]}, perplexity {res["lm"]["perplexity"]}; '
                             + ', '.join(f'{k} {v:.0f} s' for k, v in res.get('seconds', {}).items()) + '.', '']
     L += ['| labels | ULMFiT | control (no pretraining) | TF-IDF baseline | ULMFiT - baseline | classifier epochs | baseline C | seconds (ULMFiT / control / baseline) |',
           '|---|---|---|---|---|---|---|---|']

@@ -1,5 +1,6 @@
 "The TF-IDF baseline never sees held-out reviews; the label sweep's table has one well-formed row per label count."
-import json
+import importlib.util, json
+from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -74,6 +75,13 @@ def test_label_sweep_schema(tiny_data, tmp_path, monkeypatch, fit_spy):
     saved = json.loads((tmp_path/'label_sweep.json').read_text())
     assert saved['labels'] == rows and saved['n_valid'] == 20 and set(saved['seconds']) == {'stage1', 'stage2'}
     assert (tmp_path/'label_sweep.png').read_bytes()[:4] == b'\x89PNG'
+    # benchmarks/bench_label_sweep.py writes its report from this JSON: the writer and the schema must not drift apart
+    spec = importlib.util.spec_from_file_location('bench_label_sweep', Path(__file__).parents[1]/'benchmarks'/'bench_label_sweep.py')
+    bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
+    bench.write_results(saved, dict(start=1., end=1., min=1., max=1., mean=1.), tmp_path/'R.md', tmp_path/'label_sweep.png', ['--labels', '40,20'])
+    md = (tmp_path/'R.md').read_text()
+    assert f'LM accuracy {saved["lm"]["accuracy"]}, perplexity {saved["lm"]["perplexity"]}' in md, md
+    assert '| 20 |' in md and '| 40 |' in md and 'no more than this job' in md
     # the baseline was fitted on the first N training reviews only, never on a held-out one
     valid = set(texts['valid'][0])
     assert fit_spy['texts'] and set(fit_spy['texts']) <= set(texts['train'][0][:40]) and not set(fit_spy['texts']) & valid
