@@ -28,7 +28,8 @@ class LoadSampler(threading.Thread):
 def load_note(load, cores):
     "What the sampled load average says about the seconds in the table."
     if load['mean'] <= cores + 0.5:
-        return f'no more than this job on the {cores} cores, so the seconds are this machine\'s own.'
+        return (f'no more than this job on the {cores} cores (a load average does not show time the host takes from a '
+                'virtual machine: check /proc/stat steal before comparing seconds across days).')
     return (f'the {cores} cores were shared with other jobs, so the seconds are inflated (idle would be faster); '
             'accuracies do not depend on it.')
 
