@@ -13,8 +13,8 @@ built with the same vocab, then `load_state_dict` of the same weights), reads th
 (`ru_maxrss`), then times `--runs` runs of the whole prediction (texts in, probabilities out: tokenization,
 numericalization, batching and the model) and reports the median and the peak RSS growth over the timed runs.
 The `learn.predict` loop is timed on the first `--n-predict` reviews (`--predict-runs` runs) and its per-review time
-is multiplied by `n` (stated as such). The probabilities of the three methods are checked against each other. A fourth row times our model part alone
-(`predict_proba_ids` on texts numericalized beforehand: batching and the model, no tokenization): no implementation
+is multiplied by `n` (stated as such). The probabilities of the three methods are checked against each other.
+A fourth row times our model part alone (`predict_proba_ids` on texts numericalized beforehand: batching and the model, no tokenization): no implementation
 of this model can be faster than that on this machine, so `predict` loop / model part bounds any speed-up over it.
 Ratios = fastai / ours, of medians. With `--rounds R` the whole set of methods runs R times, each round in
 another order, and the medians are over all rounds: on shared cores the load changes within minutes, and a
@@ -82,15 +82,13 @@ def worker(work, method, runs, n_predict):
     "Run `method` `runs` times in this process; print a JSON line with times and peak RSS; save the probabilities."
     import torch
     texts = json.loads((work/'texts.json').read_text())
-    if method == 'ours':
+    if method in ('ours', 'ours_model_only'):
         from ulmfit_lib.inference import load_classifier
         clf = load_classifier(work/'clf')
-        run = lambda: clf.predict_proba(texts, bs=64, progress=False)
-    elif method == 'ours_model_only':      # the floor: the same batches through the model, texts already numericalized
-        from ulmfit_lib.inference import load_classifier
-        clf = load_classifier(work/'clf')
-        docs = clf.numericalize(texts)
-        run = lambda: clf.predict_proba_ids(docs, bs=64, progress=False)
+        if method == 'ours': run = lambda: clf.predict_proba(texts, bs=64, progress=False)
+        else:      # the floor: the same batches through the model, texts already numericalized
+            docs = clf.numericalize(texts)
+            run = lambda: clf.predict_proba_ids(docs, bs=64, progress=False)
     else:
         from fastcore.basics import first
         learn = fastai_learner(work)
