@@ -37,8 +37,9 @@ def _rss_mb(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 def setup(work, n, config, seed=0):
     "Texts, labels and a saved classifier (random weights) in `work`."
     import torch
-    from ulmfit_lib.data import get_imdb, imdb_sample, read_text
-    from ulmfit_lib.tokenize import tokenize_corpus
+    from ulmfit_lib.basics import read_text
+    from ulmfit_lib.data import get_imdb, imdb_sample
+    from ulmfit_lib.corpus import tokenize_corpus
     from ulmfit_lib.numericalize import corpus_vocab
     from ulmfit_lib.awd_lstm import AWD_LSTM
     from ulmfit_lib.learner import text_classifier_learner

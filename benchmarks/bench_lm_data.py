@@ -34,7 +34,7 @@ def _machine():
 def real_corpus(n_docs=N_DOCS):
     "Numericalized ids/offsets of the first `n_docs` unsup reviews (sorted names), tokenized with ulmfit_lib (cached)."
     from ulmfit_lib.data import get_imdb
-    from ulmfit_lib.tokenize import tokenize_corpus
+    from ulmfit_lib.corpus import tokenize_corpus
     from ulmfit_lib.numericalize import corpus_vocab, numericalize_corpus
     path = get_imdb()
     files = sorted((path/'unsup').glob('*.txt'))[:n_docs]

@@ -25,7 +25,8 @@ def _machine():
 
 def imdb_df(n, seed=0):
     import pandas as pd
-    from ulmfit_lib.data import get_imdb, imdb_sample, read_text
+    from ulmfit_lib.basics import read_text
+    from ulmfit_lib.data import get_imdb, imdb_sample
     path = get_imdb()
     s = imdb_sample(path, n_train=n, n_valid=n // 4 * 2, seed=seed)
     rows = [(f.parent.name, read_text(f), split == 'valid') for split in ('train', 'valid') for f in getattr(s, split)]

@@ -31,7 +31,8 @@ def table(rows):
 
 def bench_texts(n, runs):
     import fastai.text.core as fc
-    from ulmfit_lib.data import get_imdb, imdb_sample, read_text
+    from ulmfit_lib.basics import read_text
+    from ulmfit_lib.data import get_imdb, imdb_sample
     from ulmfit_lib.tokenize import WordTokenizer
     from ulmfit_lib.corpus import tokenize_texts
     s = imdb_sample(get_imdb(), n_train=n, n_valid=0, seed=0)

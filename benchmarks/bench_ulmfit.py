@@ -26,7 +26,8 @@ def main():
     import fastai, pandas as pd
     from fastai.text.all import (TextDataLoaders, language_model_learner as fa_lml, AWD_LSTM as FA_AWD, LMDataLoader as FA_LMDL,
                                  DataLoaders, awd_lstm_lm_config)
-    from ulmfit_lib.data import get_imdb, imdb_sample, read_text
+    from ulmfit_lib.basics import read_text
+    from ulmfit_lib.data import get_imdb, imdb_sample
     from ulmfit_lib.awd_lstm import AWD_LSTM
     from ulmfit_lib.learner import language_model_learner
     from ulmfit_lib.lm_data import lm_dls_from_ids

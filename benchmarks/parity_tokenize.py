@@ -14,7 +14,8 @@ _texts, _batched = None, True
 
 def _check(bounds):
     import fastai.text.core as fc
-    from ulmfit_lib.tokenize import Tokenizer, WordTokenizer, tokenize_texts
+    from ulmfit_lib.tokenize import Tokenizer, WordTokenizer
+    from ulmfit_lib.corpus import tokenize_texts
     a, b = bounds
     texts = _texts[a:b]
     ours, theirs = Tokenizer(WordTokenizer()), fc.Tokenizer(fc.SpacyTokenizer())
@@ -41,7 +42,8 @@ def main():
     a = p.parse_args()
     _batched = not a.no_batched
     from fastai.data.transforms import get_files
-    from ulmfit_lib.data import get_imdb, read_text
+    from ulmfit_lib.basics import read_text
+    from ulmfit_lib.data import get_imdb
     path = get_imdb()
     files = sorted(get_files(path, extensions=['.txt'], folders=['train', 'test', 'unsup']))
     files = [f for f in files if f.parent.name in ('pos', 'neg', 'unsup')]

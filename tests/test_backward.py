@@ -9,7 +9,7 @@ import fastai.text.data as fdata
 from ulmfit_lib.awd_lstm import AWD_LSTM, awd_lstm_lm_config
 from ulmfit_lib.lm_data import lm_dls_from_ids, lm_dls_from_corpus, TextIds
 from ulmfit_lib.clas_data import SortedDL, TextDataLoaders, corpus_labels
-from ulmfit_lib.tokenize import tokenize_corpus
+from ulmfit_lib.corpus import tokenize_corpus
 from ulmfit_lib.numericalize import corpus_vocab, numericalize_corpus
 from ulmfit_lib.learner import (language_model_learner, text_classifier_learner, get_encoder, save_lm_pretrained,
                                 recorded_direction, dls_backwards, safe_torch_load)

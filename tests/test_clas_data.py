@@ -162,7 +162,7 @@ def test_from_arrays_and_labels():
 
 def _imdb_df(ipath):
     from fastai.data.transforms import get_text_files, parent_label
-    from ulmfit_lib.data import read_text
+    from ulmfit_lib.basics import read_text
     files = get_text_files(ipath, folders=['train', 'test'])
     return pd.DataFrame({'label': [parent_label(f) for f in files], 'title': [f.stem for f in files],
                          'text': [read_text(f) for f in files], 'is_valid': [f.parent.parent.name == 'test' for f in files]})

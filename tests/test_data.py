@@ -3,7 +3,8 @@ import io, os, tarfile
 from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
-from ulmfit_lib.data import get_imdb, check_imdb, imdb_sample, read_text, IMDB_COUNTS, IMDB_ENV
+from ulmfit_lib.data import get_imdb, check_imdb, imdb_sample, IMDB_COUNTS, IMDB_ENV
+from ulmfit_lib.basics import read_text
 import ulmfit_lib.data as data_mod
 
 
@@ -62,7 +63,7 @@ def test_interrupted_extraction_leaves_nothing(tmp_path, monkeypatch, imdb_path)
 
 def test_incomplete_folder_is_replaced(tmp_path, monkeypatch):
     "A dest/imdb the library extracted that fails the layout check is not trusted: the archive is extracted again."
-    from ulmfit_lib.files import mark_ours
+    from ulmfit_lib.basics import mark_ours
     arc = _tgz(tmp_path/'small.tgz', {'imdb/train/pos/1_9.txt': 'great', 'imdb/train/neg/2_1.txt': 'awful'})
     def complete(p):   # the layout check, for this two-review archive: both reviews present
         if not all((Path(p)/'train'/d).is_dir() and any((Path(p)/'train'/d).iterdir()) for d in ('pos', 'neg')):

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ulmfit_lib.data import read_text
+from ulmfit_lib.basics import read_text
 from ulmfit_lib.awd_lstm import AWD_LSTM, get_text_classifier
 from ulmfit_lib.clas_data import TextDataLoaders
 from ulmfit_lib.learner import text_classifier_learner

@@ -256,8 +256,8 @@ def test_pretrained_decoder_bias_must_fit_the_vocab(tmp_path):
 
 
 def test_save_cleans_stale_temporaries_and_has_plain_mode(tmp_path):
-    "`save` goes through `files.atomic_write`: leftovers of killed saves older than STALE_SECONDS go, fresh ones stay, mode as `open` gives."
-    from ulmfit_lib.files import STALE_SECONDS, current_umask
+    "`save` goes through `basics.atomic_write`: leftovers of killed saves older than STALE_SECONDS go, fresh ones stay, mode as `open` gives."
+    from ulmfit_lib.basics import STALE_SECONDS, current_umask
     import time
     learn = _lm_learner(tmp_path)
     d = tmp_path/'models'; d.mkdir(exist_ok=True)
@@ -298,7 +298,7 @@ def _dls(way, kind, path, df, cache):
     from fastai.data.block import DataBlock, CategoryBlock
     from fastai.data.transforms import get_text_files, parent_label, GrandparentSplitter, RandomSplitter
     from ulmfit_lib.clas_data import TextBlock, TextDataLoaders, clas_dls_from_corpus
-    from ulmfit_lib.tokenize import tokenize_folder
+    from ulmfit_lib.corpus import tokenize_folder
     from ulmfit_lib.numericalize import corpus_vocab
     from ulmfit_lib.lm_data import lm_dls_from_corpus
     kw = dict(n_workers=0, cache_dir=cache)

@@ -5,7 +5,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st, HealthCheck
 import fastai.text.data as fdata
-from ulmfit_lib.numericalize import make_vocab, Numericalize, corpus_vocab, numericalize_corpus, corpus_lut
+from ulmfit_lib.numericalize import make_vocab, Numericalize, corpus_vocab, numericalize_corpus
+from ulmfit_lib.corpus import TokCorpus
 from ulmfit_lib.tokenize import text_spec_tok
 
 _tok = st.sampled_from([f'w{i}' for i in range(40)] + ['xxbos', 'xxmaj', 'xxunk', 'xxfake', 'é', ''])
@@ -32,9 +33,8 @@ def test_numericalize_parity_and_corpus_path(docs, min_freq, max_vocab):
     # the same through a corpus of (first-seen vocab, counts, ids, offsets)
     cv = list(dict.fromkeys(t for d in docs for t in d))
     t2i = {t: i for i, t in enumerate(cv)}
-    class C: pass
-    c = C(); c.vocab = cv; c.ids = np.array([t2i[t] for d in docs for t in d], dtype=np.int32)
-    c.offsets = np.cumsum([0] + [len(d) for d in docs]); c.counts = np.bincount(c.ids, minlength=len(cv))
+    cids = np.array([t2i[t] for d in docs for t in d], dtype=np.int32)
+    c = TokCorpus(cv, np.bincount(cids, minlength=len(cv)), cids, np.cumsum([0] + [len(d) for d in docs]))
     assert corpus_vocab(c, min_freq, max_vocab) == ours.vocab
     ids, offs = numericalize_corpus(c, ours.vocab)
     assert ids.dtype == np.int32 and offs.tolist() == c.offsets.tolist()
@@ -51,8 +51,9 @@ def test_given_vocab_quirk():
 
 def test_real_imdb_corpus(imdb_path, tmp_path):
     "T's cached `TokCorpus` of 150 real reviews: vocab and ids equal fastai's from its own tokenizer."
-    from ulmfit_lib.data import imdb_sample, read_text
-    from ulmfit_lib.tokenize import tokenize_corpus
+    from ulmfit_lib.basics import read_text
+    from ulmfit_lib.data import imdb_sample
+    from ulmfit_lib.corpus import tokenize_corpus
     from fastai.text.core import tokenize_texts
     files = imdb_sample(imdb_path, n_train=150, n_valid=0, seed=3).train
     corpus = tokenize_corpus(files, n_workers=0, cache_dir=tmp_path, progress=False)
@@ -76,7 +77,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match='no vocab'): Numericalize()(['a'])
     with pytest.raises(ValueError, match='min_freq'): make_vocab(Counter('ab'), min_freq=-1)
     with pytest.raises(ValueError, match='max_vocab'): make_vocab(Counter('ab'), max_vocab=-5)
-    assert corpus_lut(['a', 'zz'], ['xxunk', 'a']).tolist() == [1, 0]
+    assert TokCorpus(['a', 'zz'], [1, 1], np.array([0, 1], np.int32), [0, 2]).remap(['xxunk', 'a']).tolist() == [1, 0]
 
 
 def test_setup_without_documents():

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import pytest
 import ulmfit_lib.ulmfit as U
-from ulmfit_lib.files import OWNER_MARKER, current_umask
+from ulmfit_lib.basics import OWNER_MARKER, current_umask
 from ulmfit_lib.ulmfit import (main, get_profile, prepare_imdb, save_corpus_cache, load_corpus_cache, run_ulmfit,
                                fit_budget, IMDbData)
 

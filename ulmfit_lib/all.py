@@ -1,5 +1,5 @@
 "Everything a notebook needs: `from ulmfit_lib.all import *` (fastai-style; the package itself uses explicit imports)."
-from .files import *
+from .basics import *
 from .data import *
 from .tokenize import *
 from .corpus import *

@@ -15,7 +15,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from fastcore.basics import patch
 from fastai.layers import LinBnDrop, SigmoidRange
-from .files import check_number
+from .basics import check_number
 
 # %% ../nbs/05_awd_lstm.ipynb #0bb19508
 def check_p(p, name):

@@ -22,7 +22,7 @@ from fastai.data.block import TransformBlock, DataBlock, CategoryBlock, MultiCat
 from fastai.data.transforms import get_text_files, parent_label, GrandparentSplitter, RandomSplitter, ColReader, ColSplitter
 from fastai.text.data import TensorText, Pad_Chunk, pad_input, Pad_Input
 from fastai.torch_core import retain_type, display_df
-from .files import check_number
+from .basics import check_number
 from .numericalize import Numericalize, numericalize_corpus
 from .lm_data import LMDataLoader, TextIds, docs_to_arrays
 from .corpus import CorpusTokenizer, DfTokenizer, tokenize_folder  # the two tokenizers are also fastai's names here

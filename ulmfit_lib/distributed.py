@@ -15,7 +15,7 @@ import torch.distributed as dist
 from fastcore.basics import patch
 from fastai.torch_core import apply
 from fastai.distributed import DistributedDL, DistributedTrainer   # importing it adds `distrib_ctx`, `to_distributed` to `Learner`
-from .files import check_number
+from .basics import check_number
 from .lm_data import LMDataLoader, check_world
 from .clas_data import SortedDL
 

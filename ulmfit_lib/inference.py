@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 from fastai.torch_core import get_model
-from .files import atomic_write, mark_ours, replace_dir, remove_stale, current_umask, OWNER_MARKER, check_number
-from .data import read_text
+from .basics import atomic_write, mark_ours, replace_dir, remove_stale, current_umask, OWNER_MARKER, check_number
+from .basics import read_text
 from .tokenize import (Tokenizer, WordTokenizer, CharTokenizer, text_proc_rules, text_postproc_rules, fix_html,
                                  replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps, replace_maj,
                                  lowercase, replace_space)

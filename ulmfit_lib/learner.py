@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastcore.basics import patch
+from fastcore.foundation import L
+import fastai.data.external as fext     # `fext.untar_data` looked up at call time (tests stand in for it)
 from fastai.learner import Learner
 import fastai.callback.schedule, fastai.callback.progress, fastai.callback.fp16  # fit_one_cycle, lr_find, progress bars, to_fp16 (fastai patches Learner)
 from fastai.callback.rnn import rnn_cbs
@@ -25,19 +27,18 @@ from fastai.text.learner import decode_spec_tokens
 from .tokenize import UNK, PAD, BOS, tokenize1
 from .corpus import TokCorpus, tokenize_corpus, tokenize_folder
 from .numericalize import corpus_vocab
-from .files import atomic_write
+from .basics import atomic_write
 from .lm_data import lm_dls_from_corpus
 from .awd_lstm import (AWD_LSTM, LinearDecoder, get_language_model, get_text_classifier, awd_lstm_lm_split, awd_lstm_clas_split,
                        generate)
 
 # %% ../nbs/06_learner.ipynb #c85a440d
 def atomic_torch_save(obj, file, pickle_protocol=2):
-    "`torch.save(obj, file)` through `atomic_write` (`00_files`): `file` is never half-written."
+    "`torch.save(obj, file)` through `atomic_write` (`00_basics`): `file` is never half-written."
     return atomic_write(file, lambda tmp: torch.save(obj, tmp, pickle_protocol=pickle_protocol))
 
 def _fastai_safe_globals():
     "The extra types fastai's `load_model` admits in optimizer states: fastcore's `L` and numpy scalars/dtypes."
-    from fastcore.foundation import L
     return [L, np.core.multiarray.scalar, np.dtype, *[getattr(np.dtypes, dt) for dt in np.dtypes.__all__]]
 
 def safe_torch_load(file, map_location='cpu', opt_globals=False):
@@ -299,8 +300,7 @@ class LMLearner(TextLearner):
 # %% ../nbs/06_learner.ipynb #75f7abe5
 def _wt103_files(backwards=False):
     "Paths `(weights, vocab)` of fastai's WT103 model (`URLs.WT103_BWD` if `backwards`), downloaded once by `untar_data`; `None` if that fails."
-    from fastai.data.external import untar_data, URLs
-    try: model_path = untar_data(URLs.WT103_BWD if backwards else URLs.WT103_FWD, c_key='model')
+    try: model_path = fext.untar_data(fext.URLs.WT103_BWD if backwards else fext.URLs.WT103_FWD, c_key='model')
     except Exception as e:
         warnings.warn(f'could not get the pretrained WikiText-103 weights ({type(e).__name__}: {e}); the model starts '
                       'from random weights. Train a general LM with `pretrain_lm` and pass `pretrained_fnames`.')

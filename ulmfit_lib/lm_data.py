@@ -18,8 +18,7 @@ from fastai.data.core import TfmdDL, DataLoaders
 from fastai.data.transforms import Category
 from fastai.text.data import LMTensorText, TensorText
 from fastai.torch_core import display_df, TitledStr
-from .files import check_number
-from .data import read_text
+from .basics import check_number, read_text
 from .tokenize import tokenize1
 from .numericalize import numericalize_corpus
 

@@ -11,16 +11,19 @@ __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_
            'default_word_tok']
 
 # %% ../nbs/01_tokenize.ipynb #c969962a
-import hashlib, html, importlib, os, re, shutil, tempfile, unicodedata
+import hashlib, html, os, re, shutil, tempfile, unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 import numpy as np
-from fastcore.basics import patch
+import spacy
+from spacy.symbols import ORTH
+from sentencepiece import SentencePieceProcessor, SentencePieceTrainer
+from fastcore.basics import patch, defaults as fastcore_defaults
 from fasttransform import Transform
-from .data import read_text
-from .files import atomic_write
+from fastai.torch_core import TitledStr
+from .basics import read_text, atomic_write
 
 # %% ../nbs/01_tokenize.ipynb #09d82b8d
 UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = "xxunk xxpad xxbos xxeos xxfld xxrep xxwrep xxup xxmaj".split()
@@ -115,9 +118,7 @@ class TextDefaults:
     text_spec_tok: tuple
     text_proc_rules: tuple
     text_postproc_rules: tuple
-    def __getattr__(self, k):
-        from fastcore.basics import defaults as fastcore_defaults
-        return getattr(fastcore_defaults, k)
+    def __getattr__(self, k): return getattr(fastcore_defaults, k)
 
 defaults = TextDefaults(tuple(text_spec_tok), tuple(text_proc_rules), tuple(text_postproc_rules))
 
@@ -144,8 +145,6 @@ def check_documents(items, what):
 
 # %% ../nbs/01_tokenize.ipynb #03cda329
 def _spacy_nlp(lang, special_toks):
-    import spacy
-    from spacy.symbols import ORTH
     nlp = spacy.blank(lang)
     for w in special_toks: nlp.tokenizer.add_special_case(w, [{ORTH: w}])
     return nlp
@@ -177,7 +176,6 @@ class WordTokenizer:
         for h in self._hashes(items): yield [strings[x] for x in h.tolist()]
 
     def _hashes(self, items):
-        from spacy.attrs import ORTH
         for doc in self._tok.pipe(map(str, items), batch_size=self.buf_sz):
             yield doc.to_array(ORTH)
 
@@ -192,9 +190,7 @@ class WordTokenizer:
         strings = self._tok.vocab.strings
         return [strings[h] for h in uniq[order].tolist()], rank[inv.reshape(-1)], lengths
 
-    def cache_key(self):
-        import spacy
-        return ['WordTokenizer', self.lang, self.special_toks, f'spacy {spacy.__version__}']
+    def cache_key(self): return ['WordTokenizer', self.lang, self.special_toks, f'spacy {spacy.__version__}']
     def __getstate__(self): return dict(lang=self.lang, special_toks=self.special_toks, buf_sz=self.buf_sz, fast=self.fast)
     def __setstate__(self, d): self.__init__(**d)
     def __repr__(self): return f'WordTokenizer(lang={self.lang!r})'
@@ -218,7 +214,6 @@ class SubwordTokenizer:
 
     @staticmethod
     def _load(sp_model):
-        from sentencepiece import SentencePieceProcessor
         if not Path(sp_model).is_file(): raise FileNotFoundError(f'no sentencepiece model at {sp_model}')
         tok = SentencePieceProcessor(); tok.Load(str(sp_model))
         return tok
@@ -249,7 +244,6 @@ def _get_vocab_sz(self:SubwordTokenizer, raw_text_path):
 @patch
 def train(self:SubwordTokenizer, raw_text_path):
     "Train a sentencepiece model on the lines of `raw_text_path`; return the path of `spm.model`"
-    from sentencepiece import SentencePieceTrainer
     vocab_sz = self._get_vocab_sz(raw_text_path) if self.vocab_sz is None else self.vocab_sz
     spec_tokens = ['\u2581'+s for s in self.special_toks]
     self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -330,26 +324,11 @@ class Tokenizer(Transform):
         self.rules = text_proc_rules if rules is None else rules
         self._f = compose_rules(self.rules)
 
-    @classmethod
-    def from_folder(cls, path, tok=None, rules=None, **kwargs):
-        "fastai's `Tokenizer.from_folder`: tokenize the files in `path` once (`tokenize_folder`'s `kwargs`), read them from the corpus"
-        from ulmfit_lib.corpus import CorpusTokenizer, tokenize_folder   # the corpus module builds on this one
-        tok = WordTokenizer() if tok is None else tok
-        return CorpusTokenizer(tokenize_folder(path, tok=tok, rules=rules, **kwargs), path, tok=tok, rules=rules)
-
-    @classmethod
-    def from_df(cls, text_cols, tok=None, rules=None, sep=' ', **kwargs):
-        "fastai's `Tokenizer.from_df`: `setups` tokenizes the `text_cols` of the `DataFrame` (`tokenize_df`'s `kwargs`)"
-        from ulmfit_lib.corpus import DfTokenizer
-        return DfTokenizer(text_cols, tok=tok, rules=rules, sep=sep, **kwargs)
-
     def encodes(self, o:str|Path):
         if isinstance(o, Path): o = read_text(o)
         return next(iter(self.tok([self._f(o)])))
 
-    def decodes(self, o):
-        from fastai.torch_core import TitledStr
-        return TitledStr(self.sep.join(o))
+    def decodes(self, o): return TitledStr(self.sep.join(o))
 
 # %% ../nbs/01_tokenize.ipynb #e21eee16
 def tokenize1(text, tok=None, rules=None, post_rules=None):
@@ -362,14 +341,3 @@ def tokenize1(text, tok=None, rules=None, post_rules=None):
 def default_word_tok():
     "The `WordTokenizer()` the functions use when given none, built once per process"
     return WordTokenizer()
-
-# %% ../nbs/01_tokenize.ipynb #fd925ad8
-_moved_to_corpus = {'CACHE_ENV', 'CACHE_FORMAT', 'default_n_workers', 'encode_parallel', 'tokenize_texts',
-                    'TokCorpus', 'rule_key', 'corpus_key', 'default_cache_dir', 'load_corpus',
-                    'tokenize_corpus', 'list_files', 'tokenize_folder', 'text_columns', 'TokenizedDf',
-                    'tokenize_df', 'CorpusTokenizer', 'DfTokenizer'}
-
-def __getattr__(name):
-    "The names that moved to `ulmfit_lib.corpus`, read from there (old imports keep working)"
-    if name in _moved_to_corpus: return getattr(importlib.import_module('ulmfit_lib.corpus'), name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -23,8 +23,8 @@ from fastai.callback.core import Callback, CancelFitException, CancelValidExcept
 from fastai.callback.progress import ProgressCallback
 from fastprogress.fastprogress import IN_NOTEBOOK
 from fastai.metrics import accuracy, Perplexity
-from .files import atomic_write, mark_ours, is_ours, replace_dir, remove_stale, current_umask, check_number
-from .data import get_imdb, imdb_sample, read_text, IMDB_ENV, IMDB_COUNTS
+from .basics import atomic_write, mark_ours, is_ours, replace_dir, remove_stale, current_umask, check_number, read_text
+from .data import get_imdb, imdb_sample, IMDB_ENV, IMDB_COUNTS
 from .corpus import TokCorpus, tokenize_corpus, tokenize_folder
 from .numericalize import make_vocab, numericalize_corpus
 from .awd_lstm import AWD_LSTM, awd_lstm_lm_config, awd_lstm_clas_config
