@@ -3,7 +3,7 @@
     python benchmarks/parity_tokenize.py [--n 100000] [--workers 2]
 
 - per-item path: `ulmfit_lib.tokenize.Tokenizer(WordTokenizer())(txt)` vs fastai's `Tokenizer(SpacyTokenizer())(txt)`;
-- batched path: `ulmfit_lib.tokenize.tokenize_texts` vs fastai's `tokenize_texts` (post rules applied);
+- batched path: `ulmfit_lib.corpus.tokenize_texts` vs fastai's `tokenize_texts` (post rules applied);
 and how many reviews the two paths disagree on (fastai's own per-item/batched difference, matched by us).
 The whole-folder path (`tokenize_folder`, counts, lengths) is checked by `bench_tokenize.py corpus`.
 """

@@ -36,3 +36,12 @@ def fastai_small_imdb(small_imdb):
     shutil.rmtree(tok, ignore_errors=True)
     yield small_imdb
     shutil.rmtree(tok, ignore_errors=True)
+
+
+@pytest.fixture(scope='module')
+def imdb_texts(imdb_path):
+    "400 real reviews (300 labelled + 100 unsup, seeded): the tokenizer and corpus tests' sample."
+    from ulmfit_lib.basics import read_text
+    from ulmfit_lib.data import imdb_sample
+    s = imdb_sample(imdb_path, n_train=200, n_valid=100, n_unsup=100, seed=7)
+    return [read_text(f) for f in s.train + s.valid + s.unsup]

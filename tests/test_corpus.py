@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 import fastai.text.core as fc
-from ulmfit_lib.basics import read_text
 from ulmfit_lib.data import imdb_sample
 import ulmfit_lib.corpus as C
 from ulmfit_lib.tokenize import (WordTokenizer, SubwordTokenizer, Tokenizer, tokenize1, text_proc_rules, text_postproc_rules)
@@ -16,12 +15,6 @@ from ulmfit_lib.corpus import tokenize_texts, tokenize_corpus, tokenize_folder, 
 
 @pytest.fixture(scope='module')
 def theirs(): return fc.SpacyTokenizer()
-
-@pytest.fixture(scope='module')
-def imdb_texts(imdb_path):
-    "400 real reviews: 300 labelled + 100 unsup, seeded (the sample of test_tokenize)."
-    s = imdb_sample(imdb_path, n_train=200, n_valid=100, n_unsup=100, seed=7)
-    return [read_text(f) for f in s.train + s.valid + s.unsup]
 
 def _L(x): return [list(o) for o in x]
 

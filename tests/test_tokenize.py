@@ -3,8 +3,6 @@ import pickle
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 import fastai.text.core as fc
-from ulmfit_lib.basics import read_text
-from ulmfit_lib.data import imdb_sample
 from ulmfit_lib.tokenize import (WordTokenizer, SubwordTokenizer, CharTokenizer, Tokenizer, tokenize1, text_proc_rules,
                                  text_postproc_rules, text_spec_tok, compose_rules)
 from ulmfit_lib.corpus import tokenize_texts, tokenize_corpus
@@ -31,12 +29,6 @@ def ours(): return WordTokenizer()
 
 @pytest.fixture(scope='module')
 def theirs(): return fc.SpacyTokenizer()
-
-@pytest.fixture(scope='module')
-def imdb_texts(imdb_path):
-    "400 real reviews: 300 labelled + 100 unsup, seeded."
-    s = imdb_sample(imdb_path, n_train=200, n_valid=100, n_unsup=100, seed=7)
-    return [read_text(f) for f in s.train + s.valid + s.unsup]
 
 def _L(x): return [list(o) for o in x]
 

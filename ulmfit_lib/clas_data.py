@@ -4,8 +4,7 @@
 
 # %% auto #0
 __all__ = ['pad_chunk', 'pad_input_chunk', 'sorted_order', 'SortedDL', 'corpus_labels', 'clas_dls_from_ids',
-           'clas_dls_from_corpus', 'is_noop', 'corpus_doc_arrays', 'TextBlock', 'TextDataLoaders', 'pad_input',
-           'Pad_Input']
+           'clas_dls_from_corpus', 'TextBlock', 'TextDataLoaders', 'pad_input', 'Pad_Input']
 
 # %% ../nbs/04_clas_data.ipynb #c8458881
 import random
@@ -44,7 +43,7 @@ def pad_input_chunk(samples, n_inp=1, pad_idx=1, pad_first=True, seq_len=72):
 
 # %% ../nbs/04_clas_data.ipynb #67898e20
 def _pad_batch(buf, starts, lens, pad_idx=1, pad_first=True, seq_len=72, backwards=False):
-    "One `(len(lens), max(lens))` int64 array: row `i` is `buf[starts[i]:starts[i]+lens[i]]` laid out as `pad_chunk` does"
+    "One padded `(len(lens), max(lens))` int64 array of the documents, as `pad_chunk` lays them out"
     lens = np.asarray(lens, dtype=np.int64); n, m = len(lens), int(lens.max()) if len(lens) else 0
     out = np.full((n, m), pad_idx, dtype=np.int64)
     tot = int(lens.sum())
@@ -58,7 +57,7 @@ def _pad_batch(buf, starts, lens, pad_idx=1, pad_first=True, seq_len=72, backwar
 
 # %% ../nbs/04_clas_data.ipynb #e3223b84
 def sorted_order(res, bs, shuffle=False, rng=None):
-    "fastai `SortedDL`'s order of the items with sort keys `res` (longest first; shuffled in sorted chunks if `shuffle`)"
+    "fastai `SortedDL`'s order of items with sort keys `res` (longest first)"
     res = np.asarray(res)
     if len(res) == 0: return np.zeros(0, dtype=np.int64)
     if not shuffle: return np.argsort(-res, kind='stable')
@@ -93,7 +92,7 @@ def _labels(dataset):
 def _item_x(o): return o[0] if isinstance(o, (tuple, list)) else o
 
 class SortedDL(TfmdDL):
-    "A `DataLoader` of padded classifier batches, sorted by length (fastai's order), built with one scatter per batch"
+    "A `DataLoader` of padded classifier batches sorted by length (fastai's order)"
     def __init__(self, dataset=None, sort_func=None, res=None, bs=64, shuffle=False, pad_idx=1, pad_first=True, seq_len=72,
                  backwards=False, seed=None, vocab=None, arrays=None, labels=None, to_arrays=None, before_batch=None, num_workers=0,
                  empty_ok=False, **kwargs):
@@ -158,7 +157,7 @@ def create_item(self: SortedDL, s):
 
 @patch
 def new(self: SortedDL, dataset=None, **kwargs):
-    "A loader like this one over `dataset` (default: the same documents); raw texts go through `TextIds.test_set`"
+    "A loader like this one over `dataset` (default: the same documents)"
     same = dataset is None or dataset is self.dataset
     if not same and isinstance(self.dataset, TextIds) and TextIds.is_texts(dataset): dataset = self.dataset.test_set(dataset)
     if 'val_res' in kwargs and kwargs['val_res'] is not None: kwargs['res'] = kwargs.pop('val_res')
@@ -172,7 +171,7 @@ def new(self: SortedDL, dataset=None, **kwargs):
 # %% ../nbs/04_clas_data.ipynb #62b52be3
 @patch
 def show_batch(self: SortedDL, b=None, max_n=9, ctxs=None, show=True, unique=False, trunc_at=150, **kwargs):
-    "fastai's `show_batch` inside a `DataBlock`; otherwise an HTML table of texts (pads removed) and labels"
+    "fastai's `show_batch` in a `DataBlock`; else an HTML table of texts and labels"
     if hasattr(self.dataset, 'decode') and not isinstance(self.dataset, TextIds): return TfmdDL.show_batch(self, b, max_n=max_n, ctxs=ctxs, show=show, unique=unique, **kwargs)
     vocab = self.__dict__.get('vocab')
     if vocab is None: raise ValueError('show_batch needs a vocab: pass `vocab=` to the SortedDL')
@@ -197,7 +196,7 @@ def corpus_labels(corpus, classes=('neg', 'pos')):
 
 def clas_dls_from_ids(train, valid, vocab, bs=64, seq_len=72, n_classes=None, seed=42, device=None, classes=None,
                       tok=None, rules=None, backwards=False):
-    "Classifier `DataLoaders` (sorted, padded batches; each review reversed if `backwards`); `train`/`valid` are `(ids, offsets, labels)` triples"
+    "Classifier `DataLoaders` of sorted, padded batches from `(ids, offsets, labels)` triples"
     if classes is None: classes = [str(i) for i in range(2 if n_classes is None else check_number(n_classes, 'n_classes', lo=1, integer=True))]
     elif n_classes is not None and n_classes != len(classes): raise ValueError(f'n_classes={n_classes} but {len(classes)} classes')
     def dl(t, shuffle, b):
@@ -219,19 +218,19 @@ def clas_dls_from_corpus(train, valid, vocab, classes=('neg', 'pos'), tok=None, 
     return clas_dls_from_ids(t, v, vocab, classes=classes, tok=tok, rules=rules, **kwargs)
 
 # %% ../nbs/04_clas_data.ipynb #ac1e6198
-def is_noop(f):
-    "Whether the pipeline step `f` is fastai's `noop` placeholder (a `DataBlock`'s default getter): by name, as fastai's `DataBlock.summary` tells"
+def _is_noop(f):
+    "Whether pipeline step `f` is fastai's `noop` placeholder (by name, as `DataBlock.summary`)"
     return getattr(f, 'name', None) == 'noop'
 
 def corpus_doc_arrays(dataset):
-    "`(buf, starts, lens)` of the texts of a fastai `Datasets`/`TfmdLists`: a corpus remap when they are files of a `CorpusTokenizer`'s corpus"
+    "`(buf, starts, lens)` of a `Datasets`'s texts when they are a `CorpusTokenizer`'s files"
     tl = dataset.tls[0] if hasattr(dataset, 'tls') else dataset
     fs = list(getattr(getattr(tl, 'tfms', None), 'fs', []))
     tok = next((f for f in fs if isinstance(f, CorpusTokenizer)), None)
     num = next((f for f in fs if isinstance(f, Numericalize)), None)
     idx = None
     others = [f for f in fs if f is not tok and f is not num]
-    if tok is not None and num is not None and num.vocab is not None and all(map(is_noop, others)):
+    if tok is not None and num is not None and num.vocab is not None and all(map(_is_noop, others)):
         idx = [tok.doc_index(o) if isinstance(o, Path) else None for o in tl.items]
     if idx is None or any(i is None for i in idx):       # not all from the corpus: numericalize item by item
         return docs_to_arrays([_item_x(tl[i]) for i in range(len(tl))])
@@ -247,7 +246,7 @@ def _check_cols(df, cols, what):
 
 # %% ../nbs/04_clas_data.ipynb #70ae8809
 class TextBlock(TransformBlock):
-    "A `TransformBlock` for texts: our tokenizer and `Numericalize`, batched by our `LMDataLoader`/`SortedDL`"
+    "A `TransformBlock` for texts: our tokenizer, `Numericalize` and loaders"
     def __init__(self, tok_tfm, vocab=None, is_lm=False, seq_len=72, backwards=False, min_freq=3, max_vocab=60000,
                  special_toks=None):
         type_tfms = [tok_tfm, Numericalize(vocab, min_freq=min_freq, max_vocab=max_vocab, special_toks=special_toks)]
@@ -259,7 +258,7 @@ class TextBlock(TransformBlock):
     @classmethod
     def from_folder(cls, path, vocab=None, is_lm=False, seq_len=72, backwards=False, min_freq=3, max_vocab=60000,
                     tok=None, rules=None, extensions=None, folders=None, n_workers=None, cache_dir=None, progress=False):
-        "Build a `TextBlock` from the text files in `path`, tokenized once into a cached corpus"
+        "Texts in `path/train` and `path/valid` labelled by their folder (or a `valid_pct`)"
         corpus = tokenize_folder(path, extensions=extensions, folders=folders, n_workers=n_workers, rules=rules, tok=tok,
                                  cache_dir=cache_dir, progress=progress)
         return cls(CorpusTokenizer(corpus, path, tok=tok, rules=rules), vocab=vocab, is_lm=is_lm, seq_len=seq_len,
@@ -276,7 +275,7 @@ class TextBlock(TransformBlock):
 
 # %% ../nbs/04_clas_data.ipynb #629e525f
 class TextDataLoaders(DataLoaders):
-    "fastai's `TextDataLoaders` (factory methods for texts in folders or a `DataFrame`), on our `TextBlock`"
+    "fastai's `TextDataLoaders` (texts in folders or a `DataFrame`) on our `TextBlock`"
     @classmethod
     def from_folder(cls, path, train='train', valid='valid', valid_pct=None, seed=None, vocab=None, text_vocab=None,
                     is_lm=False, tok_tfm=None, seq_len=72, splitter=None, backwards=False, n_workers=None, cache_dir=None,
@@ -301,7 +300,7 @@ class TextDataLoaders(DataLoaders):
 def from_df(cls: TextDataLoaders, df, path='.', valid_pct=0.2, seed=None, text_col=0, label_col=1, label_delim=None, y_block=None,
             text_vocab=None, is_lm=False, valid_col=None, tok_tfm=None, tok_text_col='text', seq_len=72, backwards=False,
             n_workers=None, cache_dir=None, **kwargs):
-    "Texts in `df[text_col]` labelled by `df[label_col]`, validation from `valid_col` or a random `valid_pct`"
+    "Texts in `df[text_col]` labelled by `df[label_col]`, split by `valid_col` or `valid_pct`"
     _check_cols(df, text_col, 'text columns')
     if not is_lm: _check_cols(df, label_col, 'label columns')
     if valid_col is not None: _check_cols(df, valid_col, 'validation column')

@@ -38,7 +38,7 @@ def check_imdb(path):
 def _default_dest(): return fext.fastai_path('data')
 
 def _extract_imdb(archive, dest):
-    "Extract `archive` into `dest/imdb` atomically (replacing only an `imdb/` this library extracted) and return that folder."
+    "Extract `archive` atomically into `dest/imdb` (replacing only our own); that folder"
     final = dest/'imdb'
     dest.mkdir(parents=True, exist_ok=True)
     remove_stale(dest, '.imdb-tmp-*')                      # leftovers of killed runs (hours old)
@@ -88,7 +88,7 @@ class ImdbSample:
 
 # %% ../nbs/00_data.ipynb #2dd17aca
 def _txt_names(folder):
-    "Sorted names of the `.txt` files in `folder` (`sorted(folder.glob('*.txt'))`'s order, 8x faster: no `Path` per file)"
+    "Sorted `.txt` names in `folder` (`sorted(glob)`'s order, 8x faster: no `Path` per file)"
     with os.scandir(folder) as it: return sorted(e.name for e in it if e.name.endswith('.txt') and e.is_file())
 
 def _sample_files(folder, n, what, rng):
@@ -107,7 +107,7 @@ def _balanced(path, split, n, rng):
 
 # %% ../nbs/00_data.ipynb #22293140
 def imdb_sample(path, n_train=2000, n_valid=1000, n_unsup=0, seed=42):
-    "Seeded, label-balanced subset of the IMDb folder `path`: train from `train/`, valid from `test/`, unsup from `unsup/`."
+    "Seeded, label-balanced IMDb subset: train from `train/`, valid from `test/`, unsup"
     for k,v in dict(n_train=n_train, n_valid=n_valid, n_unsup=n_unsup).items():
         if not isinstance(v, int) or v < 0: raise ValueError(f'{k} must be a non-negative int, got {v!r}')
     path = Path(path); rng = random.Random(seed)

@@ -6,9 +6,7 @@
 __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', 'text_spec_tok', 'text_proc_rules',
            'text_postproc_rules', 'defaults', 'SpacyTokenizer', 'eu_langs', 'SentencePieceTokenizer', 'fix_html',
            'replace_rep', 'replace_wrep', 'spec_add_spaces', 'rm_useless_spaces', 'replace_all_caps', 'replace_maj',
-           'lowercase', 'replace_space', 'compose_rules', 'TextDefaults', 'check_text', 'encode_utf8',
-           'check_documents', 'WordTokenizer', 'SubwordTokenizer', 'CharTokenizer', 'Tokenizer', 'tokenize1',
-           'default_word_tok']
+           'lowercase', 'replace_space', 'WordTokenizer', 'SubwordTokenizer', 'CharTokenizer', 'Tokenizer', 'tokenize1']
 
 # %% ../nbs/01_tokenize.ipynb #c969962a
 import hashlib, html, os, re, shutil, tempfile, unicodedata
@@ -104,8 +102,9 @@ text_proc_rules = [fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_usel
                    replace_all_caps, replace_maj, lowercase]
 text_postproc_rules = [replace_space]
 
+# %% ../nbs/01_tokenize.ipynb #4d11bd4f
 class compose_rules:
-    "One callable applying `rules` (a list of `str -> str` functions) in order (picklable, unlike a closure)"
+    "One picklable callable applying `rules` (`str -> str` functions) in order"
     def __init__(self, rules): self.rules = list(rules or [])
     def __call__(self, t):
         for r in self.rules: t = r(t)
@@ -114,12 +113,13 @@ class compose_rules:
 # %% ../nbs/01_tokenize.ipynb #59147fc1
 @dataclass(frozen=True)
 class TextDefaults:
-    "Read-only view of the default special tokens and rules; other names read through to fastcore's `defaults`"
+    "Read-only text defaults; other names read fastcore's `defaults`"
     text_spec_tok: tuple
     text_proc_rules: tuple
     text_postproc_rules: tuple
     def __getattr__(self, k): return getattr(fastcore_defaults, k)
 
+# %% ../nbs/01_tokenize.ipynb #5042e804
 defaults = TextDefaults(tuple(text_spec_tok), tuple(text_proc_rules), tuple(text_postproc_rules))
 
 # %% ../nbs/01_tokenize.ipynb #ec453557
@@ -130,7 +130,7 @@ def check_text(t, i=None):
     return t
 
 def encode_utf8(t, i=None):
-    "`t` encoded as UTF-8; `ValueError` naming document `i` if it holds a lone surrogate (no UTF-8 for it)"
+    "`t` as UTF-8; `ValueError` naming document `i` for a lone surrogate"
     try: return t.encode('utf-8')
     except UnicodeEncodeError as e:
         raise ValueError(f"document {'' if i is None else f'{i} '}is not valid Unicode: lone surrogate {t[e.start]!r} at "
@@ -166,7 +166,7 @@ class WordTokenizer:
 
     @property
     def nlp(self):
-        "The spaCy pipeline with `special_toks` as special cases (built on first use when the fast path is on)"
+        "The spaCy pipeline with `special_toks` as special cases (built on first use)"
         if self._nlp is None: self._nlp = _spacy_nlp(self.lang, self.special_toks)
         return self._nlp
 
@@ -180,7 +180,7 @@ class WordTokenizer:
             yield doc.to_array(ORTH)
 
     def encode_batch(self, texts):
-        "Tokenize `texts` into `(vocab, ids, lengths)`: distinct tokens in first-seen order, int32 ids into it, tokens per text"
+        "`(vocab, ids, lengths)` of `texts`: distinct tokens, int32 ids, tokens per text"
         hs = list(self._hashes(texts))
         lengths = np.array([len(h) for h in hs], dtype=np.int64)
         if not hs or lengths.sum() == 0: return [], np.zeros(0, np.int32), lengths
@@ -316,7 +316,7 @@ class CharTokenizer:
 
 # %% ../nbs/01_tokenize.ipynb #52047103
 class Tokenizer(Transform):
-    "Apply `rules` then `tok` to a text (or a file); other items pass through; `decode` joins tokens with `sep`"
+    "Apply `rules` then `tok` to a text or a file; `decode` joins tokens with `sep`"
     input_types = (str, list, tuple, Path)
     def __init__(self, tok, rules=None, counter=None, lengths=None, mode=None, sep=' '):
         if isinstance(tok, type): tok = tok()
@@ -337,6 +337,7 @@ def tokenize1(text, tok=None, rules=None, post_rules=None):
     pf = compose_rules(text_postproc_rules if post_rules is None else post_rules)
     return [pf(t) for t in next(iter(tok([compose_rules(text_proc_rules if rules is None else rules)(check_text(text))])))]
 
+# %% ../nbs/01_tokenize.ipynb #ce0a13ea
 @lru_cache(maxsize=1)
 def default_word_tok():
     "The `WordTokenizer()` the functions use when given none, built once per process"
