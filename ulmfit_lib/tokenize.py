@@ -102,7 +102,7 @@ text_proc_rules = [fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_usel
                    replace_all_caps, replace_maj, lowercase]
 text_postproc_rules = [replace_space]
 
-# %% ../nbs/01_tokenize.ipynb #4d11bd4f
+# %% ../nbs/01_tokenize.ipynb #ee21c76a
 class compose_rules:
     "One picklable callable applying `rules` (`str -> str` functions) in order"
     def __init__(self, rules): self.rules = list(rules or [])
@@ -119,7 +119,7 @@ class TextDefaults:
     text_postproc_rules: tuple
     def __getattr__(self, k): return getattr(fastcore_defaults, k)
 
-# %% ../nbs/01_tokenize.ipynb #5042e804
+# %% ../nbs/01_tokenize.ipynb #2866d8ab
 defaults = TextDefaults(tuple(text_spec_tok), tuple(text_proc_rules), tuple(text_postproc_rules))
 
 # %% ../nbs/01_tokenize.ipynb #ec453557
@@ -337,7 +337,7 @@ def tokenize1(text, tok=None, rules=None, post_rules=None):
     pf = compose_rules(text_postproc_rules if post_rules is None else post_rules)
     return [pf(t) for t in next(iter(tok([compose_rules(text_proc_rules if rules is None else rules)(check_text(text))])))]
 
-# %% ../nbs/01_tokenize.ipynb #ce0a13ea
+# %% ../nbs/01_tokenize.ipynb #77e44fe6
 @lru_cache(maxsize=1)
 def default_word_tok():
     "The `WordTokenizer()` the functions use when given none, built once per process"
