@@ -21,7 +21,8 @@ from ulmfit_lib.interpret import (explain, explain_ids, classifier_tokens, expla
 @pytest.fixture(scope='module')
 def real(imdb_path, tmp_path_factory):
     "`(learn, clf, held_out)`: a small AWD-LSTM trained from scratch on 800 real reviews (about 85% accurate), saved and loaded; 120 unseen test reviews."
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)               # tiny ops on shared cores: one thread is much faster
     s = imdb_sample(imdb_path, n_train=800, n_valid=100, seed=3)
     trn = tokenize_corpus(s.train, path=imdb_path, progress=False, n_workers=0)
     val = tokenize_corpus(s.valid, path=imdb_path, progress=False, n_workers=0)
@@ -37,7 +38,8 @@ def real(imdb_path, tmp_path_factory):
     clf = load_classifier(save_classifier(learn, tmp_path_factory.mktemp('m')/'clf', classes=['neg', 'pos'], tok=WordTokenizer()), n_workers=0)
     seen = {f.name for f in s.valid}
     held_out = [read_text(f) for f in imdb_sample(imdb_path, n_train=2, n_valid=160, seed=11).valid if f.name not in seen][:120]
-    return learn, clf, held_out
+    yield learn, clf, held_out
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize('method', METHODS)
