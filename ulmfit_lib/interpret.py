@@ -7,7 +7,7 @@ __all__ = ['METHODS', 'classifier_tokens', 'explained_window', 'Explanation', 'e
            'top_words', 'explanation_html', 'write_explanation_html', 'plot_explanations', 'save_explanations_png',
            'delete_tokens', 'comprehensiveness', 'learner_classifier', 'explain_top_losses']
 
-# %% ../nbs/08a_interpret.ipynb #5db41656
+# %% ../nbs/08a_interpret.ipynb #a2500002
 import html
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ from .corpus import encode_parallel
 from .learner import dls_vocab, learner_direction
 from .inference import TextClassifier, EnsembleClassifier, inference_batches, dls_tokenizer, _check_texts
 
-# %% ../nbs/08a_interpret.ipynb #b51b2433
+# %% ../nbs/08a_interpret.ipynb #a2500007
 def classifier_tokens(clf, texts, n_workers=None):
     "`(tokens, ids)` of each text: the classifier's own tokenization (`numericalize`'s ids) with the token strings kept"
     texts = _check_texts(texts)
@@ -31,7 +31,7 @@ def classifier_tokens(clf, texts, n_workers=None):
             toks.append([vocab[i] for i in part]); ids.append(lut[part])
     return toks, ids
 
-# %% ../nbs/08a_interpret.ipynb #f4b67f07
+# %% ../nbs/08a_interpret.ipynb #a2500010
 def explained_window(n, seq_len, max_len):
     "Start of the tokens whose outputs the classifier pools (`SentenceEncoder`'s `max_len` rule) in a text of `n` ids"
     if max_len is None or n <= max_len: return 0
@@ -44,7 +44,7 @@ def _prefix_state(awd, x, piece):
         for i in range(0, x.shape[1], piece): awd(x[:, i:i + piece])
     return [(h.clone(), c.clone()) for h, c in awd.hidden]
 
-# %% ../nbs/08a_interpret.ipynb #1a82574f
+# %% ../nbs/08a_interpret.ipynb #a2500013
 def _target_prob(model, emb, pad, h0, target):
     "Probability of class `target` (bs,) for the window embeddings `emb` (bs, L, emb_sz), the encoder starting at `h0`"
     awd, head = get_model(model)[0].module, get_model(model)[1]
@@ -60,7 +60,7 @@ def _grad(model, emb, pad, h0, target):
         g, = torch.autograd.grad(p.sum(), emb)
     return p.detach(), g
 
-# %% ../nbs/08a_interpret.ipynb #75c545fb
+# %% ../nbs/08a_interpret.ipynb #a2500015
 METHODS = ('attention', 'ig')
 
 def _check_method(method, n_steps, baseline):
@@ -81,7 +81,7 @@ def _attribute(model, emb, pad, h0, target, method, n_steps, base):
     with torch.no_grad(): p0 = _target_prob(model, e0, pad, h0, target)
     return ((emb - e0) * total / n_steps).sum(-1), p, p - p0
 
-# %% ../nbs/08a_interpret.ipynb #8965ca67
+# %% ../nbs/08a_interpret.ipynb #a2500016
 @dataclass
 class Explanation:
     "One text explained: its `tokens` and `ids` (what the model reads), the explained class and its probability, a score per token"
@@ -97,7 +97,7 @@ class Explanation:
     @property
     def gap(self): return None if self.delta is None else float(self.scores.sum() - self.delta)
 
-# %% ../nbs/08a_interpret.ipynb #a706644c
+# %% ../nbs/08a_interpret.ipynb #a2500018
 def _explain_one_model(clf, ids, target, method, n_steps, baseline, bs, max_tokens):
     "`(scores in reading order, probabilities of target, deltas)` of the id arrays `ids` for one `TextClassifier`"
     model, enc = clf.model, get_model(clf.model)[0]
@@ -129,7 +129,7 @@ def _explain_one_model(clf, ids, target, method, n_steps, baseline, bs, max_toke
         if d is not None: deltas[b] = d.float().cpu().numpy()
     return scores, probs, deltas
 
-# %% ../nbs/08a_interpret.ipynb #0c5a8b2c
+# %% ../nbs/08a_interpret.ipynb #a2500019
 def _members(clf):
     if isinstance(clf, EnsembleClassifier): return clf.members
     if isinstance(clf, TextClassifier): return [clf]
@@ -143,7 +143,7 @@ def _target_idx(clf, target, n):
     if isinstance(target, int) and not isinstance(target, bool) and 0 <= target < len(clf.classes): return np.full(n, target)
     raise ValueError(f'target must be one of the classes {clf.classes} or a class index, got {target!r}')
 
-# %% ../nbs/08a_interpret.ipynb #1ee020fc
+# %% ../nbs/08a_interpret.ipynb #a2500020
 def explain_ids(clf, ids, tokens=None, method='ig', target=None, n_steps=32, baseline='zeros', bs=16, max_tokens=4096):
     "`Explanation`s of the id arrays `ids` (`tokens`: their strings, default the vocab's); an ensemble: members' scores averaged"
     _check_method(method, n_steps, baseline)
@@ -169,7 +169,7 @@ def explain(clf, texts, method='ig', target=None, n_steps=32, baseline='zeros', 
     toks, ids = classifier_tokens(_members(clf)[0], texts, n_workers=n_workers)
     return explain_ids(clf, ids, toks, method, target, n_steps, baseline, bs, max_tokens)
 
-# %% ../nbs/08a_interpret.ipynb #c00bced1
+# %% ../nbs/08a_interpret.ipynb #a2500029
 _SILENT = {'xxbos', 'xxeos', 'xxpad', 'xxfld'}
 
 def explanation_words(expl):
@@ -193,7 +193,7 @@ def top_words(expl, k):
     ws = [(w.strip(), s) for w, s, _ in explanation_words(expl) if w.strip()]
     return [[w, round(s, 6)] for w, s in sorted(ws, key=lambda o: -o[1])[:k]]
 
-# %% ../nbs/08a_interpret.ipynb #cdb9d1b0
+# %% ../nbs/08a_interpret.ipynb #a2500033
 def _colour(s, scale, cmap='RdYlGn'):
     "`(r, g, b)` in 0-1 for score `s`: green for the explained class, red against, pale near 0 (`scale`: the largest |score|)"
     import matplotlib
@@ -210,7 +210,7 @@ def _word_colours(expl):
     lo, hi = expl.window
     return [(w, s, _colour(s, scale) if lo <= idx[0] and idx[-1] < hi else (0.85, 0.85, 0.85)) for w, s, idx in ws]
 
-# %% ../nbs/08a_interpret.ipynb #99d76f16
+# %% ../nbs/08a_interpret.ipynb #a2500034
 def explanation_html(expls, trues=None, max_words=None):
     "HTML of `expls`: each word's background coloured by its score (green: for the explained class, red: against)"
     parts = ['<div style="font-family:sans-serif;line-height:1.9">']
@@ -231,7 +231,7 @@ def write_explanation_html(expls, file, trues=None):
     atomic_write(file, lambda tmp: Path(tmp).write_text(page, encoding='utf-8'))
     return Path(file)
 
-# %% ../nbs/08a_interpret.ipynb #a104f708
+# %% ../nbs/08a_interpret.ipynb #a2500037
 def plot_explanations(expls, trues=None, width=90, max_words=200, fontsize=9):
     "A matplotlib figure of `expls`: words on backgrounds coloured by score, wrapped at `width` characters"
     import matplotlib.pyplot as plt
@@ -262,7 +262,7 @@ def save_explanations_png(expls, file, trues=None, dpi=110, **kwargs):
     finally: plt.close(fig)
     return Path(file)
 
-# %% ../nbs/08a_interpret.ipynb #fd55119c
+# %% ../nbs/08a_interpret.ipynb #a2500041
 def delete_tokens(expl, k, rng=None, keep=('xxbos',)):
     "`expl.ids` without its `k` top-scored tokens in the scored window (with `rng`: `k` random ones); `keep` tokens stay"
     lo, hi = expl.window
@@ -282,7 +282,7 @@ def comprehensiveness(clf, expls, ks=(5, 10, 20), seeds=(0, 1, 2), bs=64):
         res[k] = dict(method=m, random=float(np.mean(r)), random_seeds=r, ratio=m / np.mean(r) if np.mean(r) > 0 else float('inf'))
     return res
 
-# %% ../nbs/08a_interpret.ipynb #a4f8233f
+# %% ../nbs/08a_interpret.ipynb #a2500046
 def learner_classifier(learn):
     "A `TextClassifier` sharing `learn`'s model (eval mode, its device), with its vocab, classes and preprocessing"
     model = get_model(learn.model)
