@@ -3,6 +3,10 @@ fastai v1's intrinsic attention and of integrated gradients, on held-out IMDb te
 
   python benchmarks/bench_explain.py /work/runs/smoke/classifier          # 500 test reviews, k = 5, 10, 20, 3 seeds
   python benchmarks/bench_explain.py MODEL_DIR --n 500 --steps 32 --seeds 0 1 2 --out benchmarks/RESULTS_explain.md
+  python benchmarks/bench_explain.py small        # trains the small classifier of tests/test_interpret.py first (~20 s)
+
+`small`: a one-layer AWD-LSTM (32/64) trained from scratch for 8 epochs on 800 IMDb train reviews (seed 3, vocab
+2,000, max_len 300), exactly as `tests/test_interpret.py`'s fixture, saved to a temporary folder and loaded back.
 
 What it does: `load_classifier(MODEL_DIR)`; `--n` IMDb *test* reviews (balanced, `imdb_sample(..., seed=--sample-seed)`:
 the `ulmfit-imdb` job trains on `train` only, so none of them was trained on; some may be among the job's 1,000
@@ -27,6 +31,30 @@ def _machine():
             f'{torch.get_num_threads()} torch threads, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC')
 
 
+def train_small(folder):
+    "The small real classifier of the tests: 800 IMDb train reviews, a 32/64/1 AWD-LSTM from scratch, 8 epochs"
+    import torch
+    from ulmfit_lib.data import get_imdb, imdb_sample
+    from ulmfit_lib.tokenize import tokenize_corpus, WordTokenizer
+    from ulmfit_lib.numericalize import corpus_vocab
+    from ulmfit_lib.clas_data import clas_dls_from_corpus
+    from ulmfit_lib.awd_lstm import AWD_LSTM
+    from ulmfit_lib.learner import text_classifier_learner
+    from ulmfit_lib.inference import save_classifier
+    path = get_imdb()
+    s = imdb_sample(path, n_train=800, n_valid=100, seed=3)
+    trn = tokenize_corpus(s.train, path=path, progress=False, n_workers=0)
+    val = tokenize_corpus(s.valid, path=path, progress=False, n_workers=0)
+    vocab = corpus_vocab(trn, min_freq=3, max_vocab=2000)
+    dls = clas_dls_from_corpus(trn, val, vocab, bs=32, seq_len=72)
+    torch.manual_seed(0)
+    learn = text_classifier_learner(dls, AWD_LSTM, seq_len=72, max_len=300, config=dict(emb_sz=32, n_hid=64, n_layers=1),
+                                    pretrained=False, drop_mult=0.2, path=folder)
+    learn.unfreeze()
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(8, 1e-2)
+    return save_classifier(learn, Path(folder)/'small_classifier', classes=['neg', 'pos'], tok=WordTokenizer())
+
+
 def run(model_dir, n=500, steps=32, ks=(5, 10, 20), seeds=(0, 1, 2), sample_seed=0, bs=16):
     from ulmfit_lib.data import get_imdb, imdb_sample, read_text
     from ulmfit_lib.inference import load_classifier
@@ -36,7 +64,7 @@ def run(model_dir, n=500, steps=32, ks=(5, 10, 20), seeds=(0, 1, 2), sample_seed
     texts, labels = [read_text(f) for f in files], [f.parent.name for f in files]
     probs = clf.predict_proba(texts, progress=False)
     acc = float(np.mean([clf.classes[i] == y for i, y in zip(probs.argmax(1), labels)]))
-    res = dict(model_dir=str(model_dir), n=n, steps=steps, ks=list(ks), seeds=list(seeds), accuracy=acc, machine=_machine(),
+    res = dict(model_dir=str(model_dir) if Path(model_dir).name != 'small_classifier' else 'small', n=n, steps=steps, ks=list(ks), seeds=list(seeds), accuracy=acc, machine=_machine(),
                load_before=os.getloadavg(), n_tokens=float(np.mean([len(d) for d in clf.numericalize(texts)])), methods={})
     for m in METHODS:
         t = time.time()
@@ -93,7 +121,10 @@ if __name__ == '__main__':
     ap.add_argument('--threads', type=int, default=1, help='torch threads (one: the cores are shared)')
     a = ap.parse_args()
     import torch; torch.set_num_threads(a.threads)
-    res = run(a.model_dir, a.n, a.steps, tuple(a.ks), tuple(a.seeds), a.sample_seed)
+    import tempfile
+    tmp = tempfile.TemporaryDirectory()
+    model_dir = train_small(tmp.name) if a.model_dir == 'small' else a.model_dir
+    res = run(model_dir, a.n, a.steps, tuple(a.ks), tuple(a.seeds), a.sample_seed)
     from ulmfit_lib.files import atomic_write
     atomic_write(a.out, lambda f: Path(f).write_text(report(res), encoding='utf-8'))
     if a.json: atomic_write(a.json, lambda f: Path(f).write_text(json.dumps(res, indent=1, default=float), encoding='utf-8'))
