@@ -13,7 +13,7 @@ from ulmfit_lib.clas_data import clas_dls_from_corpus
 from ulmfit_lib.awd_lstm import AWD_LSTM
 from ulmfit_lib.learner import text_classifier_learner
 from ulmfit_lib.inference import save_classifier, load_classifier, TextClassifier, EnsembleClassifier
-from ulmfit_lib.interpret import (explain, explain_ids, classifier_tokens, explanation_words, top_words, explanation_html,
+from ulmfit_lib.interpret import (explain, explain_ids, classifier_tokens, explanation_words, top_words, top_words_json, explanation_html,
                                   write_explanation_html, save_explanations_png, comprehensiveness, delete_tokens,
                                   explain_top_losses, learner_classifier, METHODS)
 
@@ -147,7 +147,7 @@ def test_words_and_pictures(real, tmp_path):
     assert [w for w, _, _ in ws][:4] == ['THIS', 'was', 'GREAT', '!!!!'] and 'The' in [w for w, _, _ in ws]
     np.testing.assert_allclose(sum(s for _, s, _ in ws), e.scores[1:].sum(), atol=1e-5)
     tw = top_words(e, 2)
-    assert len(tw) == 2 and tw[0][1] >= tw[1][1] and json.loads(json.dumps(tw)) == tw
+    assert len(tw) == 2 and tw[0][1] >= tw[1][1] and [json.loads(j) for j in top_words_json([e], 2)] == [tw]
     ex = explain(clf, texts[:3], method='attention')
     f = write_explanation_html(ex + [e], tmp_path/'h.html', trues=['neg', 'pos', 'neg', 'pos'])
     h = f.read_text(encoding='utf-8')

@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'classifier_tokens', 'explained_window', 'Explanation', 'explain_ids', 'explain', 'explanation_words',
-           'top_words', 'explanation_html', 'write_explanation_html', 'plot_explanations', 'save_explanations_png',
-           'delete_tokens', 'comprehensiveness', 'learner_classifier', 'explain_top_losses']
+           'top_words', 'top_words_json', 'explanation_html', 'write_explanation_html', 'plot_explanations',
+           'save_explanations_png', 'delete_tokens', 'comprehensiveness', 'learner_classifier', 'explain_top_losses']
 
 # %% ../nbs/08a_interpret.ipynb #a2500002
-import html
+import html, json
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -192,6 +192,10 @@ def top_words(expl, k):
     k = check_number(k, 'k', lo=1, integer=True)
     ws = [(w.strip(), s) for w, s, _ in explanation_words(expl) if w.strip()]
     return [[w, round(s, 6)] for w, s in sorted(ws, key=lambda o: -o[1])[:k]]
+
+def top_words_json(expls, k):
+    "One JSON list `[[word, score], ...]` per explanation: the `top_words` column of `ulmfit-predict --explain K`"
+    return [json.dumps(top_words(e, k), ensure_ascii=False) for e in expls]
 
 # %% ../nbs/08a_interpret.ipynb #a2500033
 def _colour(s, scale, cmap='RdYlGn'):
