@@ -283,7 +283,7 @@ def comprehensiveness(clf, expls, ks=(5, 10, 20), seeds=(0, 1, 2), bs=64):
     for k in ks:
         m = drop([delete_tokens(e, k) for e in expls])
         r = [drop([delete_tokens(e, k, np.random.default_rng([s, i])) for i, e in enumerate(expls)]) for s in seeds]
-        res[k] = dict(method=m, random=float(np.mean(r)), random_seeds=r, ratio=m / np.mean(r) if np.mean(r) > 0 else float('inf'))
+        res[k] = dict(method=m, random=float(np.mean(r)), random_seeds=r, ratio=m / np.mean(r) if np.mean(r) > 0 else float('nan'))   # no drop at random: no ratio
     return res
 
 # %% ../nbs/08a_interpret.ipynb #a2500046
