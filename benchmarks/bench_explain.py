@@ -55,7 +55,7 @@ def train_small(folder):
     return save_classifier(learn, Path(folder)/'small_classifier', classes=['neg', 'pos'], tok=WordTokenizer())
 
 
-def run(model_dir, n=500, steps=32, ks=(5, 10, 20), seeds=(0, 1, 2), sample_seed=0, bs=16):
+def run(model_dir, n=500, steps=32, ks=(5, 10, 20), seeds=(0, 1, 2), sample_seed=0, bs=16, baseline='zeros'):
     from ulmfit_lib.data import get_imdb, imdb_sample, read_text
     from ulmfit_lib.inference import load_classifier
     from ulmfit_lib.interpret import explain, comprehensiveness, METHODS
@@ -64,11 +64,11 @@ def run(model_dir, n=500, steps=32, ks=(5, 10, 20), seeds=(0, 1, 2), sample_seed
     texts, labels = [read_text(f) for f in files], [f.parent.name for f in files]
     probs = clf.predict_proba(texts, progress=False)
     acc = float(np.mean([clf.classes[i] == y for i, y in zip(probs.argmax(1), labels)]))
-    res = dict(model_dir=str(model_dir) if Path(model_dir).name != 'small_classifier' else 'small', n=n, steps=steps, ks=list(ks), seeds=list(seeds), accuracy=acc, machine=_machine(),
+    res = dict(baseline=baseline, model_dir=str(model_dir) if Path(model_dir).name != 'small_classifier' else 'small', n=n, steps=steps, ks=list(ks), seeds=list(seeds), accuracy=acc, machine=_machine(),
                load_before=os.getloadavg(), n_tokens=float(np.mean([len(d) for d in clf.numericalize(texts)])), methods={})
     for m in METHODS:
         t = time.time()
-        ex = explain(clf, texts, method=m, n_steps=steps, bs=bs)
+        ex = explain(clf, texts, method=m, n_steps=steps, bs=bs, baseline=baseline)
         secs = time.time() - t
         r = dict(seconds=secs, comp={str(k): v for k, v in comprehensiveness(clf, ex, ks=ks, seeds=seeds).items()})
         if m == 'ig':
@@ -84,9 +84,9 @@ def run(model_dir, n=500, steps=32, ks=(5, 10, 20), seeds=(0, 1, 2), sample_seed
 
 
 def report(res):
-    names = {'attention': 'intrinsic attention (fastai v1)', 'ig': f'integrated gradients ({res["steps"]} steps, zero baseline)'}
+    names = {'attention': 'intrinsic attention (fastai v1)', 'ig': f'integrated gradients ({res["steps"]} steps, {res.get("baseline", "zeros")} baseline)'}
     lines = ['# Faithfulness of the explanations (issue 25)', '',
-             f'`benchmarks/bench_explain.py {res["model_dir"]} --n {res["n"]} --steps {res["steps"]}`: '
+             f'`benchmarks/bench_explain.py {res["model_dir"]} --n {res["n"]} --steps {res["steps"]} --baseline {res.get("baseline", "zeros")}`: '
              f'{res["n"]} balanced IMDb test reviews (never trained on; {res["n_tokens"]:.0f} tokens on average), '
              f'the classifier\'s accuracy on them {100 * res["accuracy"]:.1f}%. Machine: {res["machine"]}; load average '
              f'{res["load_before"][0]:.1f} before, {res["load_after"][0]:.1f} after (shared cores: the seconds are not an idle-machine figure).', '',
@@ -116,6 +116,7 @@ if __name__ == '__main__':
     ap.add_argument('--ks', type=int, nargs='+', default=[5, 10, 20])
     ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     ap.add_argument('--sample-seed', type=int, default=0)
+    ap.add_argument('--baseline', default='zeros', choices=['zeros', 'pad'], help="integrated gradients' baseline embedding")
     ap.add_argument('--out', default=str(Path(__file__).parent/'RESULTS_explain.md'))
     ap.add_argument('--json', default=None, help='also write the raw numbers here')
     ap.add_argument('--threads', type=int, default=1, help='torch threads (one: the cores are shared)')
@@ -124,7 +125,7 @@ if __name__ == '__main__':
     import tempfile
     tmp = tempfile.TemporaryDirectory()
     model_dir = train_small(tmp.name) if a.model_dir == 'small' else a.model_dir
-    res = run(model_dir, a.n, a.steps, tuple(a.ks), tuple(a.seeds), a.sample_seed)
+    res = run(model_dir, a.n, a.steps, tuple(a.ks), tuple(a.seeds), a.sample_seed, baseline=a.baseline)
     from ulmfit_lib.files import atomic_write
     atomic_write(a.out, lambda f: Path(f).write_text(report(res), encoding='utf-8'))
     if a.json: atomic_write(a.json, lambda f: Path(f).write_text(json.dumps(res, indent=1, default=float), encoding='utf-8'))
