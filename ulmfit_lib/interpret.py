@@ -131,8 +131,9 @@ def _explain_one_model(clf, ids, target, method, n_steps, baseline, bs, max_toke
 
 # %% ../nbs/08a_interpret.ipynb #a2500019
 def _members(clf):
-    if isinstance(clf, EnsembleClassifier): return clf.members
-    if isinstance(clf, TextClassifier): return [clf]
+    "The `TextClassifier`s of `clf`, by what they have (`python -m ulmfit_lib.inference` makes its own copy of the classes)"
+    if isinstance(getattr(clf, 'members', None), list): return clf.members
+    if hasattr(clf, 'predict_proba_ids') and hasattr(clf, 'model'): return [clf]
     raise TypeError(f'explain needs a TextClassifier or an EnsembleClassifier (load_classifier), got {type(clf).__name__}')
 
 def _probs_ids(clf, ids, bs=64): return np.mean([m.predict_proba_ids(ids, bs=bs, progress=False) for m in _members(clf)], axis=0)
