@@ -200,7 +200,7 @@ def test_cli_on_real_reviews(trained, small_imdb, tmp_path):
     assert r.returncode == 0, r.stderr
     out = pd.read_csv(__import__('io').StringIO(r.stdout))
     assert list(out.columns) == ['text_id', 'label', 'p_neg', 'p_pos', 'empty']     # `empty`: issue 24, item 11
-    assert out.empty.tolist() == [False] * 5
+    assert out['empty'].tolist() == [False] * 5
     assert out.text_id.tolist() == [str(f) for f in files] + ['-:1', '-:2']
     expect = load_classifier(folder).predict_proba([read_text(f) for f in files] + lines)
     np.testing.assert_allclose(out[['p_neg', 'p_pos']].values, expect, atol=2e-6)
