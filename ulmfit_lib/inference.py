@@ -227,7 +227,7 @@ def read_json(file, folder=None):
     except RecursionError: _fail(file, 'not valid JSON (nested too deeply)')
     except ValueError as e: _fail(file, f'not valid JSON ({e})')
 
-# %% ../nbs/08_inference.ipynb #1e3d784c
+# %% ../nbs/08_inference.ipynb #1994fb5a
 CLASSIFIER_FORMAT = 'ulmfit_lib text classifier'
 LIMITS = dict(vocab_sz=1 << 21, n_class=1 << 16, emb_sz=1 << 14, n_hid=1 << 14, n_layers=16, lin_ftr=1 << 14, n_lin=8,
               seq_len=1 << 14, max_len=1 << 24)
@@ -260,74 +260,7 @@ def _check_names(v, name, allowed=None):
     if dup and allowed is None: raise ValueError(f'{name} has duplicates: {dup[:5]}')
     return v
 
-# %% ../nbs/08_inference.ipynb #70d068c4
-def read_classifier_config(file, folder=None):
-    "The checked `config.json` of a saved classifier; `ValueError` naming `file` and the field"
-    cfg = read_json(file, folder)
-    if not isinstance(cfg, dict): _fail(file, 'not a JSON object')
-    v = cfg.get('format_version')
-    if type(v) is not int or v not in READ_VERSIONS:
-        _fail(file, f'format_version {v!r}, this ulmfit_lib reads {" or ".join(map(str, READ_VERSIONS))}')
-    if cfg.get('format') != CLASSIFIER_FORMAT: _fail(file, f'format {cfg.get("format")!r:.80} is not {CLASSIFIER_FORMAT!r}')
-    try:
-        a = cfg['arch']; _check_arch(a)
-        sl = _int(cfg['seq_len'], 'seq_len', 1, LIMITS['seq_len'])
-        if cfg['max_len'] is not None: _int(cfg['max_len'], 'max_len', sl, LIMITS['max_len'])   # at least one chunk
-        _int(cfg['pad_idx'], 'pad_idx', 0, a['vocab_sz'] - 1)
-        _check_names(cfg['classes'], 'classes')
-        if len(cfg['classes']) != a['n_class']: raise ValueError(f'classes must be a list of {a["n_class"]} str (arch.n_class)')
-        for k in ('rules', 'post_rules'): _check_names(cfg[k], k, RULES)
-        if cfg.get('pad_first', True) is not True: raise ValueError('pad_first must be true (the only padding this format knows)')
-        cfg['tok'] = tokenizer_from_spec(cfg['tokenizer'])
-        cfg.setdefault('backwards', False)      # version 1: forward
-        if not isinstance(cfg['backwards'], bool): raise ValueError(f'backwards must be true or false, got {cfg["backwards"]!r}')
-    except KeyError as e: _fail(file, f'missing key {e}')
-    except (ValueError, TypeError) as e: _fail(file, str(e))
-    return cfg
-
-def read_dls_vocab(file, n, folder=None):
-    "The `n` distinct tokens in `vocab.json` (`xxfake`, fastai's padding of the vocab, may repeat); `ValueError` naming `file` otherwise"
-    vocab = read_json(file, folder)
-    if not (isinstance(vocab, list) and all(isinstance(t, str) for t in vocab)): _fail(file, 'must hold a list of str')
-    if len(vocab) != n: _fail(file, f'{len(vocab)} tokens, the config says {n}')
-    dup = next((t for t, k in collections.Counter(vocab).items() if k > 1 and t != 'xxfake'), None)
-    if dup is not None: _fail(file, f'the token {dup!r} appears {vocab.count(dup)} times: a vocab lists each token once')
-    return vocab
-
-# %% ../nbs/08_inference.ipynb #6fa844ed
-CLASSIFIER_FORMAT = 'ulmfit_lib text classifier'
-LIMITS = dict(vocab_sz=1 << 21, n_class=1 << 16, emb_sz=1 << 14, n_hid=1 << 14, n_layers=16, lin_ftr=1 << 14, n_lin=8,
-              seq_len=1 << 14, max_len=1 << 24)
-ARCH_KEYS = ('emb_sz', 'n_hid', 'n_layers', 'pad_token', 'bidir', 'hidden_p', 'input_p', 'embed_p', 'weight_p', 'output_p')
-
-def _int(v, name, lo, hi): return check_number(v, name, lo=lo, hi=hi, integer=True)
-def _p(v, name): return check_number(v, name, lo=0, hi=1, hi_open=True, what='a dropout probability')
-
-def _check_arch(a):
-    "`ValueError` naming the field of `arch` (sizes, dropouts) that is missing, of the wrong type or out of bounds"
-    if not isinstance(a, dict) or not isinstance(a.get('config'), dict): raise ValueError('arch and arch.config must be JSON objects')
-    _int(a['vocab_sz'], 'arch.vocab_sz', 1, LIMITS['vocab_sz']); _int(a['n_class'], 'arch.n_class', 1, LIMITS['n_class'])
-    c = a['config']
-    if sorted(c) != sorted(ARCH_KEYS): raise ValueError(f'arch.config must have exactly the keys {list(ARCH_KEYS)}, got {sorted(c)}')
-    for k in ('emb_sz', 'n_hid', 'n_layers'): _int(c[k], f'arch.config.{k}', 1, LIMITS[k])
-    _int(c['pad_token'], 'arch.config.pad_token', 0, a['vocab_sz'] - 1)
-    if not isinstance(c['bidir'], bool): raise ValueError(f'arch.config.bidir must be true or false, got {c["bidir"]!r}')
-    for k in ('hidden_p', 'input_p', 'embed_p', 'weight_p', 'output_p'): _p(c[k], f'arch.config.{k}')
-    lf, ps = a['lin_ftrs'], a['ps']
-    if not (isinstance(lf, list) and isinstance(ps, list) and len(lf) == len(ps) <= LIMITS['n_lin']):
-        raise ValueError(f'arch.lin_ftrs and arch.ps must be lists of the same length (at most {LIMITS["n_lin"]})')
-    for i, (n, p) in enumerate(zip(lf, ps)): _int(n, f'arch.lin_ftrs[{i}]', 1, LIMITS['lin_ftr']); _p(p, f'arch.ps[{i}]')
-
-def _check_names(v, name, allowed=None):
-    "`v` if it is a list of distinct str (each in `allowed`), else `ValueError` naming `name`"
-    if not (isinstance(v, list) and all(isinstance(o, str) for o in v)): raise ValueError(f'{name} must be a list of str, got {v!r:.80}')
-    bad = [o for o in v if allowed is not None and o not in allowed]
-    if bad: raise ValueError(f'unknown {name} {bad}')
-    dup = [o for o, n in collections.Counter(v).items() if n > 1]
-    if dup and allowed is None: raise ValueError(f'{name} has duplicates: {dup[:5]}')
-    return v
-
-# %% ../nbs/08_inference.ipynb #ff86597b
+# %% ../nbs/08_inference.ipynb #1451da41
 def read_classifier_config(file, folder=None):
     "The checked `config.json` of a saved classifier; `ValueError` naming `file` and the field"
     cfg = read_json(file, folder)
@@ -605,18 +538,7 @@ def write_predictions(f, ids, probs, classes, empty=None):
     empty = [False] * len(ids) if empty is None else empty
     for i, p, e in zip(ids, probs, empty): w.writerow([i, csv_safe(classes[int(p.argmax())]), *[f'{x:.6f}' for x in p.tolist()], str(bool(e)).lower()])
 
-# %% ../nbs/08_inference.ipynb #746805b7
-def prediction_threads(n_cpus=None, load=None):
-    "Torch threads for prediction: the cores that other work (the 1-minute load average) leaves idle, at least 1, at most torch's default"
-    if n_cpus is None:
-        try: n_cpus = len(os.sched_getaffinity(0))
-        except AttributeError: n_cpus = os.cpu_count() or 1
-    if load is None:
-        try: load = os.getloadavg()[0]
-        except (AttributeError, OSError): load = 0.
-    return max(1, min(torch.get_num_threads(), n_cpus - int(round(load))))
-
-# %% ../nbs/08_inference.ipynb #8aef21c9
+# %% ../nbs/08_inference.ipynb #03ce326e
 def prediction_threads(n_cpus=None, load=None):
     "Torch threads for prediction: the cores that other work (the 1-minute load average) leaves idle, at least 1, at most torch's default"
     if n_cpus is None:
