@@ -4,13 +4,14 @@
 
 # %% auto #0
 __all__ = ['RULES', 'FORMAT_VERSION', 'READ_VERSIONS', 'CONFIG_FILE', 'VOCAB_FILE', 'WEIGHTS_FILE', 'ENSEMBLE_FORMAT', 'MEMBERS',
-           'classifier_arch', 'build_classifier', 'rule_names', 'tokenizer_spec', 'tokenizer_from_spec',
-           'dls_tokenizer', 'save_classifier', 'TextClassifier', 'read_classifier_config', 'read_dls_vocab',
-           'load_classifier', 'inference_batches', 'forward_long', 'pad_batch', 'EnsembleClassifier', 'read_inputs',
-           'write_predictions']
+           'JSON_LIMITS', 'CLASSIFIER_FORMAT', 'LIMITS', 'ARCH_KEYS', 'classifier_arch', 'build_classifier',
+           'rule_names', 'tokenizer_spec', 'tokenizer_from_spec', 'dls_tokenizer', 'save_classifier', 'TextClassifier',
+           'folder_file', 'read_folder_file', 'read_json', 'read_classifier_config', 'read_dls_vocab', 'read_weights',
+           'load_classifier', 'inference_batches', 'forward_long', 'pad_batch', 'EnsembleClassifier', 'split_lines',
+           'read_csv_texts', 'read_inputs', 'csv_safe', 'write_predictions', 'prediction_threads']
 
 # %% ../nbs/08_inference.ipynb #3343fa1a
-import argparse, contextlib, csv, json, os, pickle, shutil, sys, tempfile, threading
+import argparse, collections, contextlib, csv, io, json, os, pickle, re, shutil, stat, sys, tempfile, threading, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -68,11 +69,17 @@ def tokenizer_spec(tok):
     raise ValueError(f'tokenizer {tok!r} cannot be saved by name: use WordTokenizer or CharTokenizer')
 
 def tokenizer_from_spec(spec):
-    "The tokenizer `tokenizer_spec` describes"
-    kw = dict(special_toks=list(spec['special_toks']))
-    if spec['name'] == 'WordTokenizer': return WordTokenizer(lang=spec['lang'], **kw)
-    if spec['name'] == 'CharTokenizer': return CharTokenizer(**kw)
-    raise ValueError(f'unknown tokenizer {spec["name"]!r}')
+    "The tokenizer `tokenizer_spec` describes (checked: `ValueError` naming the field, e.g. a language spaCy cannot load)"
+    if not isinstance(spec, dict) or spec.get('name') not in ('WordTokenizer', 'CharTokenizer'):
+        raise ValueError(f'unknown tokenizer {spec.get("name") if isinstance(spec, dict) else spec!r:.80}')
+    sp = spec.get('special_toks')
+    if not (isinstance(sp, list) and all(isinstance(t, str) and t for t in sp)):
+        raise ValueError(f'tokenizer.special_toks must be a list of non-empty str, got {sp!r:.80}')
+    if spec['name'] == 'CharTokenizer': return CharTokenizer(special_toks=list(sp))
+    lang = spec.get('lang')
+    if not (isinstance(lang, str) and re.fullmatch(r'[a-z]{2,3}', lang)): raise ValueError(f'tokenizer.lang must be a language code like "en", got {lang!r:.80}')
+    try: return WordTokenizer(lang=lang, special_toks=list(sp))
+    except (ImportError, OSError) as e: raise ValueError(f'tokenizer.lang {lang!r} cannot be loaded here: {str(e).splitlines()[0]:.200}') from None
 
 # %% ../nbs/08_inference.ipynb #7134efea
 def dls_tokenizer(dls):
@@ -177,23 +184,100 @@ class TextClassifier:
 # %% ../nbs/08_inference.ipynb #790c027d
 def _fail(file, msg): raise ValueError(f'{file}: {msg}')
 
-def read_classifier_config(file):
-    "The checked `config.json` of a saved classifier; `ValueError` naming `file` and the problem"
-    try: cfg = json.loads(Path(file).read_text(encoding='utf-8'))
-    except (ValueError, UnicodeDecodeError) as e: _fail(file, f'not valid JSON ({e})')
+JSON_LIMITS = {CONFIG_FILE: 1 << 20, VOCAB_FILE: 32 << 20}     # bytes: a config is ~1 KB, fastai's 60,000-token vocab ~0.6 MB
+_KINDS = [(stat.S_ISDIR, 'a folder'), (stat.S_ISFIFO, 'a FIFO'), (stat.S_ISCHR, 'a character device'),
+          (stat.S_ISBLK, 'a block device'), (stat.S_ISSOCK, 'a socket')]
+
+def _kind(mode): return next((k for f, k in _KINDS if f(mode)), 'a regular file' if stat.S_ISREG(mode) else 'not a regular file')
+
+def folder_file(file, folder):
+    "`file` resolved, if it is a regular file inside `folder` (a symlink may only point inside it); `ValueError` saying what it is otherwise"
+    file = Path(file)
+    try: real = file.resolve(strict=True); mode = real.stat().st_mode
+    except (OSError, RuntimeError) as e: _fail(file, f'cannot be opened ({e.__class__.__name__}: {getattr(e, "strerror", None) or e})')
+    if not real.is_relative_to(Path(folder).resolve()): _fail(file, f'is a symlink to {real} ({_kind(mode)}) outside the classifier folder: refused')
+    if not stat.S_ISREG(mode): _fail(file, f'is {_kind(mode)}, not a regular file')
+    return real
+
+def read_folder_file(file, folder, limit):
+    "Bytes of `file`, a regular file inside `folder` (`folder_file`), at most `limit` bytes; `ValueError` naming it otherwise"
+    file, real = Path(file), folder_file(file, folder)
+    fd = os.open(real, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))       # a FIFO put there meanwhile does not block
+    with os.fdopen(fd, 'rb') as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode): _fail(file, f'is {_kind(mode)}, not a regular file')
+        data = f.read(limit + 1)
+    if len(data) > limit: _fail(file, f'is larger than {limit:,} bytes: not a file save_classifier wrote')
+    return data
+
+def _unique_keys(pairs):
+    dup = next((k for k, n in collections.Counter(k for k, _ in pairs).items() if n > 1), None)
+    if dup is not None: raise ValueError(f'duplicate key {dup!r}')
+    return dict(pairs)
+
+def _no_constant(name): raise ValueError(f'{name} is not a JSON number')
+
+def read_json(file, folder=None):
+    "The JSON in `file` (regular, inside `folder`, capped in size), parsed strictly; `ValueError` naming `file`"
+    file = Path(file)
+    data = read_folder_file(file, folder if folder is not None else file.parent, JSON_LIMITS.get(file.name, 1 << 20))
+    try: text = data.decode('utf-8')
+    except UnicodeDecodeError as e: _fail(file, f'is not UTF-8 text (binary data: byte {data[e.start]:#04x} at offset {e.start})')
+    try: return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except RecursionError: _fail(file, 'not valid JSON (nested too deeply)')
+    except ValueError as e: _fail(file, f'not valid JSON ({e})')
+
+# %% ../nbs/08_inference.ipynb #1994fb5a
+CLASSIFIER_FORMAT = 'ulmfit_lib text classifier'
+LIMITS = dict(vocab_sz=1 << 21, n_class=1 << 16, emb_sz=1 << 14, n_hid=1 << 14, n_layers=16, lin_ftr=1 << 14, n_lin=8,
+              seq_len=1 << 14, max_len=1 << 24)
+ARCH_KEYS = ('emb_sz', 'n_hid', 'n_layers', 'pad_token', 'bidir', 'hidden_p', 'input_p', 'embed_p', 'weight_p', 'output_p')
+
+def _int(v, name, lo, hi): return check_number(v, name, lo=lo, hi=hi, integer=True)
+def _p(v, name): return check_number(v, name, lo=0, hi=1, hi_open=True, what='a dropout probability')
+
+def _check_arch(a):
+    "`ValueError` naming the field of `arch` (sizes, dropouts) that is missing, of the wrong type or out of bounds"
+    if not isinstance(a, dict) or not isinstance(a.get('config'), dict): raise ValueError('arch and arch.config must be JSON objects')
+    _int(a['vocab_sz'], 'arch.vocab_sz', 1, LIMITS['vocab_sz']); _int(a['n_class'], 'arch.n_class', 1, LIMITS['n_class'])
+    c = a['config']
+    if sorted(c) != sorted(ARCH_KEYS): raise ValueError(f'arch.config must have exactly the keys {list(ARCH_KEYS)}, got {sorted(c)}')
+    for k in ('emb_sz', 'n_hid', 'n_layers'): _int(c[k], f'arch.config.{k}', 1, LIMITS[k])
+    _int(c['pad_token'], 'arch.config.pad_token', 0, a['vocab_sz'] - 1)
+    if not isinstance(c['bidir'], bool): raise ValueError(f'arch.config.bidir must be true or false, got {c["bidir"]!r}')
+    for k in ('hidden_p', 'input_p', 'embed_p', 'weight_p', 'output_p'): _p(c[k], f'arch.config.{k}')
+    lf, ps = a['lin_ftrs'], a['ps']
+    if not (isinstance(lf, list) and isinstance(ps, list) and len(lf) == len(ps) <= LIMITS['n_lin']):
+        raise ValueError(f'arch.lin_ftrs and arch.ps must be lists of the same length (at most {LIMITS["n_lin"]})')
+    for i, (n, p) in enumerate(zip(lf, ps)): _int(n, f'arch.lin_ftrs[{i}]', 1, LIMITS['lin_ftr']); _p(p, f'arch.ps[{i}]')
+
+def _check_names(v, name, allowed=None):
+    "`v` if it is a list of distinct str (each in `allowed`), else `ValueError` naming `name`"
+    if not (isinstance(v, list) and all(isinstance(o, str) for o in v)): raise ValueError(f'{name} must be a list of str, got {v!r:.80}')
+    bad = [o for o in v if allowed is not None and o not in allowed]
+    if bad: raise ValueError(f'unknown {name} {bad}')
+    dup = [o for o, n in collections.Counter(v).items() if n > 1]
+    if dup and allowed is None: raise ValueError(f'{name} has duplicates: {dup[:5]}')
+    return v
+
+# %% ../nbs/08_inference.ipynb #1451da41
+def read_classifier_config(file, folder=None):
+    "The checked `config.json` of a saved classifier; `ValueError` naming `file` and the field"
+    cfg = read_json(file, folder)
     if not isinstance(cfg, dict): _fail(file, 'not a JSON object')
-    if cfg.get('format_version') not in READ_VERSIONS:
-        _fail(file, f'format_version {cfg.get("format_version")!r}, this ulmfit_lib reads {" or ".join(map(str, READ_VERSIONS))}')
+    v = cfg.get('format_version')
+    if type(v) is not int or v not in READ_VERSIONS:
+        _fail(file, f'format_version {v!r}, this ulmfit_lib reads {" or ".join(map(str, READ_VERSIONS))}')
+    if cfg.get('format') != CLASSIFIER_FORMAT: _fail(file, f'format {cfg.get("format")!r:.80} is not {CLASSIFIER_FORMAT!r}')
     try:
-        a = cfg['arch']
-        for k in ('vocab_sz', 'n_class'): check_number(a[k], f'arch.{k}', lo=1, integer=True)
-        for k in ('seq_len', 'pad_idx'): check_number(cfg[k], k, lo=0 if k == 'pad_idx' else 1, integer=True)
-        if cfg['max_len'] is not None: check_number(cfg['max_len'], 'max_len', lo=1, integer=True)
-        if not (isinstance(cfg['classes'], list) and len(cfg['classes']) == a['n_class'] and all(isinstance(c, str) for c in cfg['classes'])):
-            raise ValueError(f'classes must be a list of {a["n_class"]} str')
-        for k in ('rules', 'post_rules'):
-            bad = [r for r in cfg[k] if r not in RULES]
-            if bad: raise ValueError(f'unknown {k} {bad}')
+        a = cfg['arch']; _check_arch(a)
+        sl = _int(cfg['seq_len'], 'seq_len', 1, LIMITS['seq_len'])
+        if cfg['max_len'] is not None: _int(cfg['max_len'], 'max_len', sl, LIMITS['max_len'])   # at least one chunk
+        _int(cfg['pad_idx'], 'pad_idx', 0, a['vocab_sz'] - 1)
+        _check_names(cfg['classes'], 'classes')
+        if len(cfg['classes']) != a['n_class']: raise ValueError(f'classes must be a list of {a["n_class"]} str (arch.n_class)')
+        for k in ('rules', 'post_rules'): _check_names(cfg[k], k, RULES)
+        if cfg.get('pad_first', True) is not True: raise ValueError('pad_first must be true (the only padding this format knows)')
         cfg['tok'] = tokenizer_from_spec(cfg['tokenizer'])
         cfg.setdefault('backwards', False)      # version 1: forward
         if not isinstance(cfg['backwards'], bool): raise ValueError(f'backwards must be true or false, got {cfg["backwards"]!r}')
@@ -201,15 +285,39 @@ def read_classifier_config(file):
     except (ValueError, TypeError) as e: _fail(file, str(e))
     return cfg
 
-def read_dls_vocab(file, n):
-    "The `n` tokens in `vocab.json`; `ValueError` naming `file` otherwise"
-    try: vocab = json.loads(Path(file).read_text(encoding='utf-8'))
-    except (ValueError, UnicodeDecodeError) as e: _fail(file, f'not valid JSON ({e})')
+def read_dls_vocab(file, n, folder=None):
+    "The `n` distinct tokens in `vocab.json` (`xxfake`, fastai's padding of the vocab, may repeat); `ValueError` naming `file` otherwise"
+    vocab = read_json(file, folder)
     if not (isinstance(vocab, list) and all(isinstance(t, str) for t in vocab)): _fail(file, 'must hold a list of str')
     if len(vocab) != n: _fail(file, f'{len(vocab)} tokens, the config says {n}')
+    dup = next((t for t, k in collections.Counter(vocab).items() if k > 1 and t != 'xxfake'), None)
+    if dup is not None: _fail(file, f'the token {dup!r} appears {vocab.count(dup)} times: a vocab lists each token once')
     return vocab
 
 # %% ../nbs/08_inference.ipynb #da6de86b
+def _weights_refused(file, e):
+    "The reason in PyTorch's refusal `e`, without its advice to load with `weights_only=False` (wrong for a safe format)"
+    why = [p.strip() for p in re.split(r'\n\s*\n', str(e)) if p.strip() and 'weights_only' not in p and 'torch.load' not in p]
+    _fail(file, f'holds pickled objects besides tensors: refused unread, nothing executed ({" ".join(why[:1]) or "not a tensor file"})')
+
+def read_weights(file, folder):
+    "The state dict in `file`: weights only, each tensor dense, on no `meta` device, finite; `ValueError` naming `file` and the key"
+    real = folder_file(file, folder)
+    with open(real, 'rb') as f: head = f.read(4)
+    if head != b'PK\x03\x04': _fail(file, f'not a readable tensor file: {"empty" if not head else "no zip header (random bytes?)"}, torch.save writes a zip')
+    try: wgts = safe_torch_load(real)
+    except pickle.UnpicklingError as e: _weights_refused(file, e)
+    except ValueError as e:
+        why = str(e).split('checkpoint: ', 1)[-1].splitlines()[0]
+        _fail(file, f'not a readable tensor file (random bytes, or a truncated copy?): {why[:160] if "weights_only" not in why else "not a torch zip file"}')
+    if not isinstance(wgts, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in wgts.items()):
+        _fail(file, 'not a state dict of tensors')
+    for k, v in wgts.items():
+        if v.is_meta or v.layout != torch.strided or v.is_quantized:
+            _fail(file, f'{k} is a {"meta" if v.is_meta else str(v.layout).replace("torch.", "")} tensor: weights are dense tensors with values')
+        if (v.is_floating_point() or v.is_complex()) and not torch.isfinite(v).all(): _fail(file, f'{k} holds NaN or infinite values')
+    return wgts
+
 def _load_one(folder, device=None, n_workers=None):
     "The `TextClassifier` of a folder holding one saved classifier"
     names = {p.name for p in folder.iterdir()}
@@ -217,32 +325,38 @@ def _load_one(folder, device=None, n_workers=None):
         if f not in names: raise FileNotFoundError(f'{folder/f} is missing: {folder} is not a complete saved classifier')
     extra = sorted(names - {CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, OWNER_MARKER})
     if extra: raise ValueError(f'{folder/extra[0]} is not part of a saved classifier (expected only {CONFIG_FILE}, {VOCAB_FILE}, {WEIGHTS_FILE})')
-    cfg = read_classifier_config(folder/CONFIG_FILE)
-    vocab = read_dls_vocab(folder/VOCAB_FILE, cfg['arch']['vocab_sz'])
-    try: wgts = safe_torch_load(folder/WEIGHTS_FILE)
-    except pickle.UnpicklingError as e: raise ValueError(str(e)) from None
-    if not isinstance(wgts, dict) or not all(isinstance(v, torch.Tensor) for v in wgts.values()):
-        _fail(folder/WEIGHTS_FILE, 'not a state dict of tensors')
-    try: model = build_classifier(cfg['arch'], cfg['seq_len'], cfg['max_len'], cfg['pad_idx'])
-    except (ValueError, TypeError, KeyError) as e: _fail(folder/CONFIG_FILE, f'cannot build the model: {e}')
-    load_state_checked(model, wgts, what=str(folder/WEIGHTS_FILE))
+    cfg = read_classifier_config(folder/CONFIG_FILE, folder)
+    vocab = read_dls_vocab(folder/VOCAB_FILE, cfg['arch']['vocab_sz'], folder)
+    wgts = read_weights(folder/WEIGHTS_FILE, folder)
+    build = lambda: build_classifier(cfg['arch'], cfg['seq_len'], cfg['max_len'], cfg['pad_idx'])
+    try:
+        with torch.device('meta'): shell = build()           # shapes only: nothing of the config's sizes is allocated yet
+    except (ValueError, TypeError, KeyError, RuntimeError) as e: _fail(folder/CONFIG_FILE, f'cannot build the model: {e}')
+    with warnings.catch_warnings():                         # loading into `meta` copies nothing (and says so): only the checks count
+        warnings.simplefilter('ignore', UserWarning)
+        load_state_checked(shell, wgts, what=f'{folder/WEIGHTS_FILE} and {CONFIG_FILE}')
+    model = load_state_checked(build(), wgts, what=str(folder/WEIGHTS_FILE))
     return TextClassifier(model, vocab, cfg['classes'], cfg['tok'], [RULES[r] for r in cfg['rules']],
                           [RULES[r] for r in cfg['post_rules']], device=device, n_workers=n_workers, backwards=cfg['backwards'])
 
 # %% ../nbs/08_inference.ipynb #02619189
 def _ensemble_members(folder):
     "The member folder names if `folder/config.json` describes an ensemble (checked), else `None`"
-    try: cfg = json.loads((folder/CONFIG_FILE).read_text(encoding='utf-8'))
-    except (OSError, ValueError, UnicodeDecodeError): return None       # not an ensemble: the single loader says what is wrong
+    if not (folder/CONFIG_FILE).exists(): return None          # the single loader says what is missing
+    try: cfg = read_json(folder/CONFIG_FILE, folder)
+    except ValueError as e:
+        if 'not valid JSON' in str(e): return None               # the single loader says what is wrong
+        raise
     if not isinstance(cfg, dict) or cfg.get('format') != ENSEMBLE_FORMAT: return None
-    if cfg.get('format_version') not in READ_VERSIONS: _fail(folder/CONFIG_FILE, f'format_version {cfg.get("format_version")!r}, this ulmfit_lib reads {" or ".join(map(str, READ_VERSIONS))}')
+    v = cfg.get('format_version')
+    if type(v) is not int or v not in READ_VERSIONS: _fail(folder/CONFIG_FILE, f'format_version {v!r}, this ulmfit_lib reads {" or ".join(map(str, READ_VERSIONS))}')
     members = cfg.get('members')
-    if not (isinstance(members, list) and len(members) >= 2 and all(m in MEMBERS for m in members) and len(set(members)) == len(members)):
+    if not (isinstance(members, list) and len(members) >= 2 and all(isinstance(m, str) and m in MEMBERS for m in members) and len(set(members)) == len(members)):
         _fail(folder/CONFIG_FILE, f'members must name at least two of {list(MEMBERS)}, got {members!r}')
     extra = sorted({p.name for p in folder.iterdir()} - {CONFIG_FILE, OWNER_MARKER, *members})
     if extra: raise ValueError(f'{folder/extra[0]} is not part of a saved ensemble (expected only {CONFIG_FILE} and {members})')
     for m in members:
-        if not (folder/m).is_dir(): raise FileNotFoundError(f'{folder/m} is missing: {folder} is not a complete saved ensemble')
+        if (folder/m).is_symlink() or not (folder/m).is_dir(): raise FileNotFoundError(f'{folder/m} is missing (or not a folder): {folder} is not a complete saved ensemble')
     return members
 
 def load_classifier(folder, device=None, n_workers=None):
@@ -261,7 +375,8 @@ def inference_batches(lens, bs, seq_len, max_len, max_tokens=None):
     order = np.argsort(-lens, kind='stable')
     # a text that reaches the last `max_len` window may only share a batch with texts of its length modulo `seq_len`
     long = np.zeros(len(lens), bool) if max_len is None else lens[order] > max_len - seq_len + 1
-    groups = [order[~long]] + [g for r in range(seq_len) for g in [order[long & (lens[order] % seq_len == r)]] if len(g)]
+    mods = lens[order] % seq_len
+    groups = [order[~long]] + [order[long & (mods == r)] for r in np.unique(mods[long])]   # the remainders present, not range(seq_len)
     res = []
     for g in groups:
         i = 0
@@ -362,58 +477,143 @@ class EnsembleClassifier:
         return [self.classes[i] for i in self.predict_proba(texts, bs=bs, progress=progress, n_workers=n_workers).argmax(1).tolist()]
 
 # %% ../nbs/08_inference.ipynb #711802c9
+def _decode(data, name):
+    "Text of the UTF-8 bytes `data` read from `name`; `ValueError` naming `name` and the line otherwise"
+    try: return data.decode('utf-8')
+    except UnicodeDecodeError as e:
+        line = data.count(b'\n', 0, e.start) + 1
+        raise ValueError(f'{name}: line {line} is not valid UTF-8 (byte {data[e.start]:#04x})') from None
+
+def split_lines(text):
+    "The lines of `text`, split at `\\n` only (not at the other separators of `str.splitlines`), one trailing `\\r` dropped"
+    lines = text.split('\n')
+    if lines[-1] == '': lines.pop()
+    return [l[:-1] if l.endswith('\r') else l for l in lines]
+
+def read_csv_texts(csv_file, text_col, id_col=None):
+    "`(ids, texts)` of the column `text_col` of `csv_file` (ids: `id_col`, else the row number); ragged rows are an error naming the line"
+    if not Path(csv_file).is_file(): raise FileNotFoundError(f'CSV file not found: {csv_file}')
+    text = _decode(Path(csv_file).read_bytes(), csv_file).removeprefix('\ufeff')
+    old = csv.field_size_limit(sys.maxsize)              # a review may be longer than csv's 128 KB default
+    try:
+        rd = csv.reader(io.StringIO(text, newline=''))
+        header = next((r for r in rd if r), None)
+        if header is None: raise ValueError(f'{csv_file} is empty: no header row')
+        for what, col in (('--text-col', text_col), ('--id-col', id_col)):
+            if col is not None and header.count(col) != 1:
+                raise ValueError(f'{what} {col!r} is {"not a" if col not in header else "more than one"} column of {csv_file} (columns: {header})')
+        ti, ii = header.index(text_col), None if id_col is None else header.index(id_col)
+        ids, texts = [], []
+        for row in rd:
+            if not row: continue                         # a blank line, as pandas skips it
+            if len(row) != len(header): raise ValueError(f'{csv_file}: line {rd.line_num} has {len(row)} fields, the header {len(header)}')
+            ids.append(row[ii] if ii is not None else str(len(texts))); texts.append(row[ti])
+    except csv.Error as e: raise ValueError(f'{csv_file}: line {rd.line_num}: {e}') from None
+    finally: csv.field_size_limit(old)
+    return ids, texts
+
 def read_inputs(files=(), csv_file=None, text_col=None, id_col=None, stdin=None):
     "`(ids, texts)`: rows of `csv_file[text_col]`, then each file of `files` (one text each; `-`: one text per line of `stdin`)"
-    ids, texts = [], []
-    if csv_file is not None:
-        import pandas as pd
-        df = pd.read_csv(csv_file, dtype=str, keep_default_na=False)
-        for what, col in (('--text-col', text_col), ('--id-col', id_col)):
-            if col is not None and col not in df.columns: raise ValueError(f'{what} {col!r} is not a column of {csv_file} (columns: {list(df.columns)})')
-        ids += [str(o) for o in (df[id_col] if id_col is not None else range(len(df)))]
-        texts += df[text_col].tolist()
+    ids, texts = read_csv_texts(csv_file, text_col, id_col) if csv_file is not None else ([], [])
     for f in files:
         if f == '-':
-            lines = (stdin or sys.stdin).read().splitlines()
+            src = stdin or sys.stdin
+            raw = src.buffer.read() if hasattr(src, 'buffer') else src.read()     # bytes: no newline translation
+            lines = split_lines(_decode(raw, '-') if isinstance(raw, bytes) else raw)
             ids += [f'-:{i+1}' for i in range(len(lines))]; texts += lines
         else:
             if not Path(f).is_file(): raise FileNotFoundError(f'input file not found: {f}')
-            ids.append(str(f)); texts.append(read_text(f))
-    if not texts: raise ValueError('no texts to classify: the input is empty')
+            ids.append(str(f)); texts.append(_decode(Path(f).read_bytes(), f))
+    if not texts: raise ValueError(f'no texts to classify: the input is empty{f" ({csv_file} has no rows)" if csv_file is not None else ""}')
     return ids, texts
 
-def write_predictions(f, ids, probs, classes):
-    "Write `text_id,label,p_<class>...` rows (CSV) to the open text file `f`"
+def csv_safe(s):
+    "`s`, with a `'` in front if a spreadsheet would read it as a formula"
+    return "'" + s if s[:1] in ('=', '+', '-', '@', '\t', '\r') else s
+
+def write_predictions(f, ids, probs, classes, empty=None):
+    "Write `text_id,label,p_<class>...,empty` rows (CSV) to the open text file `f`; `empty[i]`: text `i` is blank"
     w = csv.writer(f, lineterminator='\n')
-    w.writerow(['text_id', 'label', *[f'p_{c}' for c in classes]])
-    for i, p in zip(ids, probs): w.writerow([i, classes[int(p.argmax())], *[f'{x:.6f}' for x in p.tolist()]])
+    w.writerow(['text_id', 'label', *[f'p_{c}' for c in classes], 'empty'])
+    empty = [False] * len(ids) if empty is None else empty
+    for i, p, e in zip(ids, probs, empty): w.writerow([i, csv_safe(classes[int(p.argmax())]), *[f'{x:.6f}' for x in p.tolist()], str(bool(e)).lower()])
+
+# %% ../nbs/08_inference.ipynb #03ce326e
+def prediction_threads(n_cpus=None, load=None):
+    "Torch threads for prediction: the cores that other work (the 1-minute load average) leaves idle, at least 1, at most torch's default"
+    if n_cpus is None:
+        try: n_cpus = len(os.sched_getaffinity(0))
+        except AttributeError: n_cpus = os.cpu_count() or 1
+    if load is None:
+        try: load = os.getloadavg()[0]
+        except (AttributeError, OSError): load = 0.
+    return max(1, min(torch.get_num_threads(), n_cpus - int(round(load))))
 
 # %% ../nbs/08_inference.ipynb #f9353fdc
+class _Parser(argparse.ArgumentParser):
+    "argparse with its errors on one line (exit 2), like ours"
+    def error(self, message): self.exit(2, f'{self.prog}: error: {" ".join(message.split())}\n')
+
+def _check_device(device):
+    "The torch device of `--device` (default cpu); `ValueError` naming the flag, as `ulmfit-imdb` does"
+    try: dev = torch.device(device if device is not None else 'cpu')
+    except (RuntimeError, ValueError) as e: raise ValueError(f'--device {device!r} is not a device (cpu, cuda, cuda:N): {e}') from None
+    if dev.type not in ('cpu', 'cuda'): raise ValueError(f'--device {device!r}: choose cpu or cuda')
+    if dev.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f'--device {device!r}: CUDA is not available here')
+    if dev.type == 'cuda' and (dev.index or 0) >= torch.cuda.device_count(): raise ValueError(f'--device {device!r}: no such GPU')
+    return dev
+
+def _check_out(out, inputs, model_dir):
+    "`ValueError` if `--out` is a folder, lies under a file or in the model folder, or is one of `inputs` (`-`: stdin's file)"
+    o = Path(out).expanduser()
+    if o.is_dir(): raise ValueError(f'--out {out} is a folder: give the name of the CSV file to write')
+    first = next(d for d in (o.parent, *o.parent.parents) if d.exists() or d.is_symlink())   # the deepest existing parent
+    if not first.is_dir(): raise ValueError(f'--out {out}: {first} is not a folder')
+    if not os.access(first, os.W_OK | os.X_OK): raise ValueError(f'--out {out}: {first} is not writable')
+    m = Path(model_dir).expanduser()
+    if m.is_dir() and o.resolve().is_relative_to(m.resolve()): raise ValueError(f'--out {out} lies in the model folder {model_dir}')
+    if not o.exists(): return
+    same = [i for i in inputs if i != '-' and Path(i).exists() and os.path.samefile(o, i)]
+    if '-' in inputs:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if os.path.samestat(os.fstat(sys.stdin.fileno()), o.stat()): same.append('- (stdin)')
+    if same: raise ValueError(f'--out {out} is the input {same[0]} (the same file): refusing to write over it')
+
 def main(argv=None):
     "Console script `ulmfit-predict MODEL_DIR [FILE ...]`: class probabilities of texts as CSV"
-    ap = argparse.ArgumentParser(prog='ulmfit-predict', description='Classify texts with a classifier saved by save_classifier; CSV out.')
+    ap = _Parser(prog='ulmfit-predict', description='Classify texts with a classifier saved by save_classifier; CSV out.')
     ap.add_argument('model_dir', help='folder written by save_classifier (one classifier, or both directions: their average)')
     ap.add_argument('files', nargs='*', metavar='FILE', help='text files (one text each); - reads one text per line from stdin')
     ap.add_argument('--csv', default=None, help='a CSV file of texts (with --text-col)')
     ap.add_argument('--text-col', default=None, help='the column of --csv holding the texts')
     ap.add_argument('--id-col', default=None, help='the column of --csv holding the text ids (default: the row number)')
-    ap.add_argument('--out', default=None, help='write the CSV to this file (atomically) instead of stdout')
+    ap.add_argument('--out', default=None, help='write the CSV to this file (atomically) instead of stdout; never an input')
     ap.add_argument('--bs', type=int, default=64, help='texts per batch')
     ap.add_argument('--device', default=None, help='cpu (default) or cuda')
-    ap.add_argument('--n-workers', type=int, default=None, help='tokenizer processes (default: the CPUs)')
+    ap.add_argument('--n-workers', type=int, default=None, help='tokenizer processes (default: the CPUs; 0: in this process)')
+    ap.add_argument('--threads', type=int, default=None, help='torch threads for the model (default: the idle cores, see prediction_threads)')
     a = ap.parse_args(argv)
+    threads = torch.get_num_threads()
     try:
         if (a.csv is None) != (a.text_col is None): raise ValueError('--csv and --text-col go together')
-        clf = load_classifier(a.model_dir, device=a.device, n_workers=a.n_workers)
+        check_number(a.bs, '--bs', lo=1, integer=True)
+        if a.n_workers is not None: check_number(a.n_workers, '--n-workers', lo=0, integer=True)
+        if a.threads is not None: check_number(a.threads, '--threads', lo=1, hi=4096, integer=True)
+        dev = _check_device(a.device)
+        if a.out is not None: _check_out(a.out, [*a.files, *([a.csv] if a.csv else [])], a.model_dir)
+        torch.set_num_threads(a.threads or prediction_threads())
+        clf = load_classifier(a.model_dir, device=dev, n_workers=a.n_workers)
         ids, texts = read_inputs(a.files, a.csv, a.text_col, a.id_col)
         with contextlib.redirect_stdout(sys.stderr): probs = clf.predict_proba(texts, bs=a.bs)   # progress bar on stderr
     except (ValueError, TypeError, OSError, pickle.UnpicklingError) as e:
         print(f'ulmfit-predict: error: {" ".join(str(e).split())}', file=sys.stderr)
         return 2
-    if a.out is None: write_predictions(sys.stdout, ids, probs, clf.classes)
+    finally: torch.set_num_threads(threads)
+    empty = [not t.strip() for t in texts]
+    if a.out is None: write_predictions(sys.stdout, ids, probs, clf.classes, empty)
     else:
         def write(tmp):
-            with open(tmp, 'w', newline='', encoding='utf-8') as f: write_predictions(f, ids, probs, clf.classes)
+            with open(tmp, 'w', newline='', encoding='utf-8') as f: write_predictions(f, ids, probs, clf.classes, empty)
         atomic_write(a.out, write)
     return 0
 
