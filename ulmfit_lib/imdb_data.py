@@ -25,7 +25,7 @@ IMDB_CLASSES = ('neg', 'pos')   # label 0, label 1: the folder names of IMDb's t
 
 @dataclass
 class IMDbData:
-    "Numericalized IMDb parts: `parts[name] = (ids, offsets, labels)`; labels -1 where unlabelled; `settings` that made them."
+    "Numericalized IMDb parts `{name: (ids, offsets, labels)}` (label -1: none) and the settings that made them"
     vocab: list
     parts: dict
     profile: str = ''
@@ -35,7 +35,7 @@ class IMDbData:
 
 # %% ../nbs/07a_imdb_data.ipynb #a55cdae2
 def profile_files(profile, path):
-    "The IMDb files of each part of `profile`'s seeded sample under `path`: `{'unsup', 'lm', 'train', 'valid'}` (empty parts left out)."
+    "The files of each part (`unsup`, `lm`, `train`, `valid`) of `profile`'s seeded sample under `path`"
     s = imdb_sample(path, n_train=max(profile.n_train, profile.n_lm), n_valid=profile.n_valid, n_unsup=profile.n_unsup,
                     seed=profile.seed)
     files = dict(unsup=s.unsup, lm=s.train[:profile.n_lm], train=s.train[:profile.n_train], valid=s.valid)
@@ -93,7 +93,7 @@ def _cache_meta(folder):
     return meta
 
 def is_data_cache(folder):
-    "Whether `folder` is a data cache this library wrote: its marker, or a valid `meta.json` (caches from before markers)"
+    "Whether `folder` is a data cache we wrote: our marker, or a valid `meta.json` (older caches)"
     folder = Path(folder)
     if folder.is_symlink() or not folder.is_dir(): return False
     if is_ours(folder): return True
@@ -120,7 +120,7 @@ def check_settings(data, p, source):
 
 # %% ../nbs/07a_imdb_data.ipynb #dde90271
 def save_data_cache(data, folder):
-    "Write `data` to `folder` (a temporary folder, then a rename); an existing `folder` is replaced only if it is a data cache."
+    "Write `data` to `folder` atomically, replacing only a data cache of ours"
     folder = Path(folder).expanduser()
     check_cache_target(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def save_data_cache(data, folder):
 
 # %% ../nbs/07a_imdb_data.ipynb #439813cf
 def _check_part(file, ids, offs, y, n_vocab, count, labelled):
-    "`(ids, offsets, labels)` of one cached part as int32/int64/int8; `ValueError` naming `file` if they do not fit together."
+    "One cached part as int32/int64/int8 arrays; `ValueError` naming `file` if they do not fit together"
     def bad(why): raise ValueError(f'{file} is inconsistent: {why}')
     for n, a in (('ids', ids), ('offsets', offs), ('labels', y)):
         if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer): bad(f'{n} must be a 1-d integer array, got {a.dtype} {a.shape}')
@@ -161,7 +161,7 @@ def _check_part(file, ids, offs, y, n_vocab, count, labelled):
     return ids.astype(np.int32), offs.astype(np.int64), y.astype(np.int8)
 
 def load_data_cache(folder):
-    "The `IMDbData` saved by `save_data_cache`; `ValueError` naming the file if the folder is not a complete, sound cache."
+    "The `IMDbData` saved by `save_data_cache`; `ValueError` naming the file that is not sound"
     folder = Path(folder).expanduser()
     if not (folder/'meta.json').is_file(): raise FileNotFoundError(f'{folder} is not a data cache (no meta.json)')
     meta, vf = _cache_meta(folder), folder/'vocab.json'
@@ -185,14 +185,14 @@ def load_data_cache(folder):
 
 # %% ../nbs/07a_imdb_data.ipynb #ebc771c7
 def imdb_texts(profile, archive=None):
-    "`{'train': (texts, labels), 'valid': (texts, labels)}`: the raw reviews of `prepare_imdb(profile)`'s two labelled parts"
+    "The raw reviews and labels of `prepare_imdb(profile)`'s `train` and `valid` parts"
     p = profile if isinstance(profile, Profile) else get_profile(profile)
     files = profile_files(p, get_imdb(archive))
     return {k: ([read_text(f) for f in files[k]], np.array([IMDB_CLASSES.index(f.parent.name) for f in files[k]], dtype=np.int8))
             for k in ('train', 'valid')}
 
 def check_texts(texts, data):
-    "`ValueError` unless `texts` (from `imdb_texts`) are the reviews of `data`'s `train` and `valid` parts: labels one for one"
+    "`ValueError` unless `texts` are the reviews of `data`'s labelled parts (labels one for one)"
     for k in ('train', 'valid'):
         if np.asarray(texts[k][1]).tolist() != data.parts[k][2].tolist():
             raise ValueError(f'texts[{k!r}] are not the reviews of data.parts[{k!r}] (labels differ): same profile and seed?')

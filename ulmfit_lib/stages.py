@@ -51,7 +51,7 @@ class Run:
 # %% ../nbs/07b_stages.ipynb #0f6a0b3c
 @dataclass
 class StageResult:
-    "One stage of the recipe: its learner, held-out metrics, seconds, facts (`info`) and the files it wrote."
+    "One stage's learner, held-out metrics, seconds, facts (`info`) and the files it wrote"
     name: str
     learn: object = None
     accuracy: float = None
@@ -115,7 +115,7 @@ def _subset(part, frac, seed):
 
 # %% ../nbs/07b_stages.ipynb #3fa072c7
 class LossHistory(Callback):
-    "Every fit's losses end to end (all phases of gradual unfreezing): train per batch, valid as `[batch, loss]` per epoch."
+    "Every fit's losses end to end: train per batch, valid per epoch as `[batch, loss]`"
     order = 55                       # after the `Recorder`
     def __init__(self): self.trn_losses, self.val_losses, self.phases, self.label = [], [], [], ''
     def after_fit(self):
@@ -130,7 +130,7 @@ class LossHistory(Callback):
 
 # %% ../nbs/07b_stages.ipynb #acc13464
 class EpochTable(Callback):
-    "fastai's table of results with no progress bars: one printed line per epoch (for logs that are not a terminal)."
+    "fastai's results table without progress bars: a line per epoch (for logs that are not a terminal)"
     order = ProgressCallback.order
     def before_fit(self):
         self.names = None
@@ -176,7 +176,7 @@ def write_json(file, obj):
 UNFREEZE_PHASES = ((None, 1), (-2, 2), (-3, 4), (0, 20))   # (freeze_to, lr divisor): frozen, -2, -3, unfrozen
 
 def gradual_unfreeze(learn, lr, epochs, cbs=None):
-    "The book's gradual unfreezing of `learn`: `epochs[i]` epochs of `fit_one_cycle` in each of the four phases, from `lr`"
+    "The book's gradual unfreezing: `epochs[i]` epochs of `fit_one_cycle` in phase `i` of four, from `lr`"
     cbs = list(cbs or [])
     for (n_groups, div), n in zip(UNFREEZE_PHASES, epochs):
         if not n: continue
@@ -237,7 +237,7 @@ def lm_stage(run, parts, epochs, lr, frozen_epochs=0, pretrained=None, seed=0, n
 
 # %% ../nbs/07b_stages.ipynb #6ad80588
 def clas_learner(run, trn, encoder=None):
-    "A classifier learner of `run` on the labelled documents `trn`, from `encoder` (or random), with the job's callbacks"
+    "A classifier learner of `run` on the labelled documents `trn`, from `encoder` or random"
     p, data = run.p, run.data
     dls = clas_dls_from_ids(trn, data.parts['valid'], data.vocab, bs=p.clas_bs, seq_len=72, seed=p.seed, device=run.device,
                             backwards=run.backwards)   # each review reversed before padding, as fastai's `TextBlock(backwards=True)`
@@ -248,7 +248,7 @@ def clas_learner(run, trn, encoder=None):
     return _job_callbacks(learn)
 
 def _clas_budget(learn, p, budget):
-    "The fraction of the training reviews that the classifier's schedule can afford in `budget` seconds, and s/batch."
+    "The fraction of the training reviews the classifier can afford in `budget` s, and s/batch"
     learn.unfreeze(); learn.create_opt()
     spb = broadcast_obj(_sec_per_batch(learn))    # rank 0's timing: every rank takes the same fraction
     cost = p.clas_epochs[0] / 3 + sum(p.clas_epochs[1:])   # frozen epochs cost about a third (no backward through the encoder)
@@ -256,7 +256,7 @@ def _clas_budget(learn, p, budget):
 
 # %% ../nbs/07b_stages.ipynb #0e85f3bb
 def train_classifier(run, encoder=None, name='classifier', frac=None):
-    "Stage 3 (or the control, with `encoder=None`): gradual unfreezing on `run.data`'s `train` part; a `StageResult`"
+    "Stage 3 (the control with `encoder=None`): gradual unfreezing on the `train` part; a `StageResult`"
     t0, trn, info, p = time.monotonic(), run.data.parts['train'], {}, run.p
     if frac is None and run.budget is not None:
         frac, info['sec_per_batch'] = _clas_budget(clas_learner(run, trn, encoder), p, run.budget)
@@ -289,7 +289,7 @@ def finetune_lm(run, general=None):
 
 # %% ../nbs/07b_stages.ipynb #d535bcf1
 def classifier(run, encoder, safe_folder=True):
-    "Stage 3: the classifier from the fine-tuned `encoder` by gradual unfreezing, saved as `.pth` (and a safe folder)"
+    "Stage 3: the classifier from the fine-tuned `encoder`, saved as `.pth` (and a safe folder)"
     r = train_classifier(run, encoder=encoder, name='classifier' + run.sfx)
     r.files.append(on_main(r.learn.save, r.name, with_opt=False))
     if safe_folder:
@@ -310,7 +310,7 @@ def baseline_stage(texts, p, log=print):
 
 # %% ../nbs/07b_stages.ipynb #23f62bef
 def ensemble(run, fwd, bwd):
-    "The forward+backward ensemble of stage 3's `fwd`, `bwd`: accuracy of the mean probabilities; saved in `run.out/classifier`"
+    "The ensemble of stage 3's `fwd` and `bwd`: mean probabilities, saved in `run.out/classifier`"
     t0 = time.monotonic()
     (p_f, y), (p_b, y_b) = [r.learn.get_preds(ds_idx=1)[:2] for r in (fwd, bwd)]     # dataset order: the same reviews
     if not torch.equal(y, y_b): raise ValueError('the two classifiers were validated on different reviews')

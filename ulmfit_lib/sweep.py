@@ -41,7 +41,7 @@ def first_n(part, n):
     return ids[:offs[n]], offs[:n + 1], y[:n]
 
 def fit_classifier(run, train, encoder=None):
-    "Stage 3 of `run` on the `(ids, offsets, labels)` triple `train` (from `encoder`, or random); `(accuracy, seconds)`"
+    "Stage 3 of `run` on the part `train`, from `encoder` or random; `(accuracy, seconds)`"
     t0 = time.monotonic()
     torch.manual_seed(run.p.seed)
     learn = clas_learner(run, train, encoder)   # stage 3's learner
@@ -82,7 +82,7 @@ def _sweep_row(run, n, texts, encoder, schedule, known):
 
 # %% ../nbs/07c_sweep.ipynb #369b40f7
 def label_sweep(run, labels, texts=None, encoder=None, schedule=few_label_schedule, known=None, archive=None):
-    "Stages 1-2 once (unless `encoder`), then per N in `labels`: classifier, control, baseline on the first N reviews"
+    "Stages 1-2 (unless `encoder`), then classifier, control, baseline on the first N reviews, N in `labels`"
     run = replace(run, budget=None, backwards=False)
     data, p = run.data, run.p
     labels = check_labels(labels, len(data.parts['train'][2]))

@@ -50,7 +50,7 @@ def _ours_json(file, keys):
     return isinstance(d, dict) and set(keys) <= set(d)
 
 def _begin_run(out, status):
-    "Mark `out` as holding a run in progress (`running.json`) and remove our report of an earlier run; refuse foreign files."
+    "Mark `out` as running (`running.json`), removing our old report; refuse foreign files"
     for f, keys in ((out/'report.json', REPORT_KEYS), (out/'running.json', ('status', 'started'))):
         if (f.exists() or f.is_symlink()) and (f.is_symlink() or not _ours_json(f, keys)):
             raise FileExistsError(f'{f} was not written by ulmfit-imdb: refusing to replace it (move it away or choose another --out)')
@@ -121,7 +121,7 @@ def run_ulmfit(profile='auto', out='runs/imdb', data=None, device=None, log=prin
 
 # %% ../nbs/07d_ulmfit.ipynb #acefa67f
 def _run_stages(run, job):
-    "The recipe: data, baseline, stages 1-3 (and backward, and the ensemble), the control, the label sweep; the report"
+    "The recipe: data, baseline, stages 1-3 (both ways if asked), control, label sweep; the report"
     torch.manual_seed(run.p.seed); np.random.seed(run.p.seed)
     run.log(f'ulmfit: profile {run.p.name} on {_device_name(run.device)}')
     run.data, t_data = on_main(_job_data, run, job)   # rank 0 reads or makes (and caches) it
@@ -138,7 +138,7 @@ def _run_stages(run, job):
     return _report(run, job, t_data, total, res)
 
 def _job_texts(run, job):
-    "The raw reviews of `run.data` for the baseline; None (and a log line) if unreadable and no label sweep needs them"
+    "The raw reviews of `run.data`; None (logged) if unreadable and no label sweep needs them"
     try: return check_texts(imdb_texts(run.p, job.archive), run.data)
     except (OSError, ConnectionError) as e:     # e.g. a data cache carried to a machine without the archive
         if job.labels: raise
@@ -171,7 +171,7 @@ def _clas_stages(run, job, curves):
     return res
 
 def _plot(curves, run, stem, r, title):
-    "Plot stage `r`'s losses into `run.out/{stem}{sfx}_loss.png` (its data into `losses.json`); the PNG joins `r.files`"
+    "Plot stage `r`'s losses into `run.out` (data in `losses.json`); the PNG joins `r.files`"
     if r is None or not is_main_process(): return   # rank 0 plots
     name = f'{stem}{run.sfx}_loss'
     curves[name] = r.learn.loss_history.curves()
@@ -187,7 +187,7 @@ def _device_name(device):
 def _rep(r, **extra): return None if r is None else r.report(**extra)
 
 def _report(run, job, t_data, total, res):
-    "`report.json`: the run's settings and each stage's `report()`; with `bidirectional`, the backward stages and the ensemble"
+    "`report.json`: the run's settings and each stage's `report()`"
     p, data, n_valid = run.p, run.data, int(len(run.data.parts['valid'][2]))
     rep = dict(profile=p.name, device=_device_name(run.device),
                data=dict(data.counts(), vocab=len(data.vocab), seconds=round(t_data, 1)),
