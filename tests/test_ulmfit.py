@@ -364,3 +364,87 @@ def test_profile_field_types():
     with pytest.raises(ValueError, match='clas_lr'): get_profile('tiny', clas_lr=float('nan'))
     with pytest.raises(ValueError, match='clas_epochs'): get_profile('tiny', clas_epochs=(1, 1))
     assert get_profile('tiny', lm1_lr=1, clas_epochs=[1, 0, 0, 1]).clas_epochs == (1, 0, 0, 1)
+
+
+# ---- issue 24: the job over foreign files, two jobs into one --out, threads ------------------------------------------
+
+def _snapshot(folder):
+    "Every path under `folder` with its bytes and mtime (nanoseconds): what 'no file changed' compares."
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None, p.lstat().st_mtime_ns)
+            for p in sorted(folder.rglob('*'))}
+
+
+def _refused(out, tiny_cache, *more):
+    "Run the job into `out` as a subprocess; check it exits 2 with one line on stderr, which it returns."
+    cmd, env = _job('--data-cache', str(tiny_cache), '--out', str(out), '--set', *TINY, *more)
+    r = subprocess.run(cmd, capture_output=True, env=env, timeout=300)
+    err = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1, (r.returncode, r.stderr.decode()[-2000:])
+    return err[0]
+
+
+def test_foreign_files_refused_before_any_work(tiny_cache, tmp_path):
+    "A `--out` holding files the job did not write (a classifier folder too): exit 2 naming each, nothing changed."
+    out = tmp_path/'proj'
+    for f in ('losses.json', 'models/classifier.pth', 'stage1_lm_loss.png', 'classifier/weights.pth', 'notes.txt'):
+        (out/f).parent.mkdir(parents=True, exist_ok=True); (out/f).write_bytes(b'mine: ' + f.encode())
+    before = _snapshot(out)
+    err = _refused(out, tiny_cache)
+    for f in ('losses.json', 'models/classifier.pth', 'stage1_lm_loss.png', 'classifier'):
+        assert str(out/f) in err, err
+    assert 'not written by ulmfit-imdb' in err and 'notes.txt' not in err
+    assert _snapshot(out) == before                      # not a byte, not an mtime, no new file
+
+
+def test_foreign_classifier_folder_refused_alone(tiny_cache, tmp_path):
+    "A foreign `classifier/` is refused at the start, not after the training."
+    out = tmp_path/'o'; (out/'classifier').mkdir(parents=True); (out/'classifier'/'config.json').write_text('{}')
+    before = _snapshot(out)
+    assert str(out/'classifier') in _refused(out, tiny_cache)
+    assert _snapshot(out) == before
+
+
+def test_second_job_refused_while_one_runs(tiny_cache, tmp_path):
+    "While a run holds `--out` (its lock), a second job there exits 2 with one line naming the pid; nothing changed."
+    import fcntl
+    out = tmp_path/'o'; out.mkdir()
+    (out/'running.json').write_text(json.dumps(dict(status='running', started='now', pid=4242)))
+    before = _snapshot(out)
+    fd = os.open(out, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)           # what a run holds for its whole length
+    try: err = _refused(out, tiny_cache)
+    finally: os.close(fd)
+    assert 'in use by another ulmfit-imdb run (pid 4242)' in err and str(out) in err, err
+    assert _snapshot(out) == before
+
+
+def test_two_jobs_together_one_refused(tiny_cache, tmp_path):
+    "Two jobs started together into one `--out`: one finishes (exit 0), the other is refused (exit 2, one line)."
+    out = tmp_path/'o'
+    cmd, env = _job('--data-cache', str(tiny_cache), '--out', str(out), '--set', *TINY, '--no-baseline', '--no-control')
+    ps = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(2)]
+    res = [(p.wait(timeout=900), p.stderr.read().decode()) for p in ps]
+    assert sorted(rc for rc, _ in res) == [0, 2], res
+    err = next(e for rc, e in res if rc == 2).strip().splitlines()
+    assert len(err) == 1 and 'in use by another ulmfit-imdb run' in err[0], err
+    rep = json.loads((out/'report.json').read_text())
+    assert rep['run_id'] and 'models/classifier.pth' in rep['written']
+
+
+def test_our_files_are_replaced(piped_run, tiny_cache, tmp_path):
+    "A second run into a folder of ours replaces what the first wrote, keeps the user's other files, gets a new run id."
+    out = tmp_path/'run'; shutil.copytree(piped_run[0], out)
+    (out/'notes.txt').write_text('mine')
+    first = json.loads((out/'report.json').read_text())
+    cmd, env = _job('--data-cache', str(tiny_cache), '--out', str(out), '--set', *TINY, '--no-baseline', '--no-control')
+    r = subprocess.run(cmd, capture_output=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    second = json.loads((out/'report.json').read_text())
+    assert second['run_id'] != first['run_id'] and (out/'notes.txt').read_text() == 'mine'
+
+
+def test_threads_flag(tmp_path, capsys, no_work):
+    assert main(['--profile', 'tiny', '--out', str(tmp_path/'o'), '--threads', '0']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and '--threads' in err[0]
+    assert U.default_threads(local_ranks=1) >= 1 and U.default_threads(local_ranks=10**6) == 1
