@@ -126,7 +126,7 @@ if __name__ == '__main__':
     tmp = tempfile.TemporaryDirectory()
     model_dir = train_small(tmp.name) if a.model_dir == 'small' else a.model_dir
     res = run(model_dir, a.n, a.steps, tuple(a.ks), tuple(a.seeds), a.sample_seed, baseline=a.baseline)
-    from ulmfit_lib.files import atomic_write
+    from ulmfit_lib.basics import atomic_write
     atomic_write(a.out, lambda f: Path(f).write_text(report(res), encoding='utf-8'))
     if a.json: atomic_write(a.json, lambda f: Path(f).write_text(json.dumps(res, indent=1, default=float), encoding='utf-8'))
     print(report(res))

@@ -8,6 +8,10 @@ from .lm_data import *
 from .awd_lstm import *
 from .clas_data import *
 from .learner import *
+from .profile import *
+from .imdb_data import *
+from .stages import *
+from .sweep import *
 from .ulmfit import *
 from .inference import *
 from .interpret import *

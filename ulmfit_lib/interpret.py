@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastai.torch_core import get_model
-from .files import atomic_write, check_number
+from .basics import atomic_write, check_number
 from .corpus import encode_parallel
 from .learner import dls_vocab, learner_direction
 from .inference import TextClassifier, EnsembleClassifier, inference_batches, dls_tokenizer, _check_texts
