@@ -34,7 +34,7 @@ def _corpus(vocab_sz, n_tokens=N_TOKENS, seed=0):
 def run_one(profile, bs, out=None, n_tokens=N_TOKENS):
     "One LM epoch under `distributed` in this process (rank from the environment); prints/saves `tokens`, `seconds`."
     from fastai.metrics import accuracy
-    from ulmfit_lib.ulmfit import get_profile
+    from ulmfit_lib.profile import get_profile
     from ulmfit_lib.awd_lstm import AWD_LSTM
     from ulmfit_lib.lm_data import lm_dls_from_ids
     from ulmfit_lib.learner import language_model_learner
@@ -132,7 +132,7 @@ def main():
         print(f'{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {_machine()}')
         print(f'load average (1, 5, 15 min) before {tuple(round(x, 2) for x in load0)}, after {tuple(round(x, 2) for x in load1)}')
         print('\n'.join(rows)); return
-    from ulmfit_lib.ulmfit import get_profile
+    from ulmfit_lib.profile import get_profile
     bs = a.bs or get_profile(a.profile).bs
     tmp = Path('/tmp')/f'bench_distributed_{os.getpid()}'; tmp.mkdir(exist_ok=True)
     load0 = os.getloadavg()

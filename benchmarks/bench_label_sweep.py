@@ -4,7 +4,7 @@ logistic-regression baseline on the first N of the same seeded training sample, 
 held-out test reviews. Writes benchmarks/RESULTS_label_sweep.md and benchmarks/label_sweep.png.
 
     python benchmarks/bench_label_sweep.py [--labels 100,500,1000,2000,8000] [--profile smoke] [--set FIELD=VALUE ...]
-        [--corpus-cache DIR] [--out DIR] [--encoder finetuned] [--report-only]
+        [--data-cache DIR] [--out DIR] [--encoder finetuned] [--report-only]
 
 `--encoder NAME` reuses an encoder already fine-tuned in OUT/models (stages 1-2 skipped); `--report-only` rewrites
 the results file from OUT/label_sweep.json (e.g. after an interrupted run: the JSON holds every finished row).
@@ -38,7 +38,7 @@ def write_results(res, load, file, plot, argv):
     import torch
     rows, det = res['labels'], {d['n_labels']: d for d in res['details']}
     cfg, smoke = res['config'], None
-    from ulmfit_lib.ulmfit import get_profile
+    from ulmfit_lib.profile import get_profile
     from dataclasses import asdict
     smoke = asdict(get_profile('smoke'))
     changed = {k: v for k, v in cfg.items() if k != 'name' and smoke.get(k) != (tuple(v) if isinstance(v, list) else v)}
@@ -71,7 +71,7 @@ def main(argv=None):
     ap.add_argument('--labels', default='100,500,1000,2000,8000')
     ap.add_argument('--profile', default='smoke')
     ap.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE')
-    ap.add_argument('--corpus-cache', default=None)
+    ap.add_argument('--data-cache', '--corpus-cache', dest='data_cache', default=None)
     ap.add_argument('--out', default='runs/label_sweep')
     ap.add_argument('--encoder', default=None)
     ap.add_argument('--results', default=str(HERE/'RESULTS_label_sweep.md'))
@@ -81,8 +81,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
     import torch
     if a.threads: torch.set_num_threads(a.threads)
-    from ulmfit_lib.ulmfit import get_profile, prepare_imdb, save_corpus_cache, load_corpus_cache
-    from ulmfit_lib.ulmfit import label_sweep, imdb_texts
+    from ulmfit_lib.profile import get_profile
+    from ulmfit_lib.imdb_data import prepare_imdb, save_data_cache, load_data_cache, imdb_texts
+    from ulmfit_lib.stages import Run
+    from ulmfit_lib.sweep import label_sweep
     out = Path(a.out)
     sampler = LoadSampler(); sampler.start()
     if not a.report_only:
@@ -90,15 +92,15 @@ def main(argv=None):
         overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
         p = get_profile(a.profile, device='cpu', **overrides)
         t = time.monotonic()
-        if a.corpus_cache and (Path(a.corpus_cache)/'meta.json').is_file(): data = load_corpus_cache(a.corpus_cache)
+        if a.data_cache and (Path(a.data_cache)/'meta.json').is_file(): data = load_data_cache(a.data_cache)
         else:
             data = prepare_imdb(p)
-            if a.corpus_cache: save_corpus_cache(data, a.corpus_cache)
+            if a.data_cache: save_data_cache(data, a.data_cache)
         texts = imdb_texts(p)
         print(f'data {data.counts()} ({time.monotonic()-t:.0f}s), load {os.getloadavg()[0]:.1f}', flush=True)
         labels = [int(n) for n in a.labels.split(',')]
-        label_sweep(data, p, labels, out, texts=texts, device='cpu', encoder=a.encoder,
-                    log=lambda m: print(f'{time.strftime("%H:%M:%S")} {m} (load {os.getloadavg()[0]:.1f})', flush=True))
+        log = lambda m: print(f'{time.strftime("%H:%M:%S")} {m} (load {os.getloadavg()[0]:.1f})', flush=True)
+        label_sweep(Run(data, p, out, 'cpu', log=log), labels, texts=texts, encoder=a.encoder)
     res = json.loads((out/'label_sweep.json').read_text())
     s = sampler.samples + [os.getloadavg()[0]]
     if a.report_only and (out/'load.json').is_file(): s = json.loads((out/'load.json').read_text())
@@ -106,7 +108,7 @@ def main(argv=None):
     load = dict(start=s[0], end=s[-1], min=min(s), max=max(s), mean=sum(s)/len(s))
     if (out/'label_sweep.png').is_file(): shutil.copy(out/'label_sweep.png', a.plot)
     else:
-        from ulmfit_lib.ulmfit import plot_label_sweep
+        from ulmfit_lib.sweep import plot_label_sweep
         plot_label_sweep(res['labels'], a.plot, f'IMDb, {res["profile"]} profile (partial): accuracy against labels')
     write_results(res, load, Path(a.results), Path(a.plot), argv)
     print(Path(a.results).read_text())

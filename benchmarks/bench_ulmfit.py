@@ -30,7 +30,7 @@ def main():
     from ulmfit_lib.awd_lstm import AWD_LSTM
     from ulmfit_lib.learner import language_model_learner
     from ulmfit_lib.lm_data import lm_dls_from_ids
-    from ulmfit_lib.ulmfit import get_profile
+    from ulmfit_lib.profile import get_profile
     p = get_profile('smoke')
     cfg = p.lm_config()
     path = get_imdb()

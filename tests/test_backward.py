@@ -229,7 +229,7 @@ def test_cli_on_an_ensemble_folder(two_directions, tmp_path):
 
 def test_backward_lm_and_classifier_train_on_tiny(small_imdb, tmp_path):
     "Stage 2 and 3 on reversed text with the `tiny` profile's sizes: the losses fall, the encoder goes across, the direction is saved."
-    from ulmfit_lib.ulmfit import get_profile
+    from ulmfit_lib.profile import get_profile
     from fastai.metrics import accuracy
     p = get_profile('tiny')
     ipath, cache = small_imdb
@@ -263,7 +263,9 @@ def test_backward_lm_and_classifier_train_on_tiny(small_imdb, tmp_path):
 
 def test_bidirectional_job_on_tiny(imdb_path, tmp_path):
     "Both directions from one numericalized corpus, within one budget; the report's ensemble accuracy is the saved ensemble's."
-    from ulmfit_lib.ulmfit import get_profile, prepare_imdb, run_ulmfit
+    from ulmfit_lib.profile import get_profile
+    from ulmfit_lib.imdb_data import prepare_imdb
+    from ulmfit_lib.ulmfit import run_ulmfit
     p = get_profile('tiny')
     data = prepare_imdb(p, cache_dir=tmp_path/'tok')
     rep = run_ulmfit(p, out=tmp_path/'run', data=data, control=False, baseline=False, bidirectional=True, time_budget=60,

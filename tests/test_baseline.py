@@ -6,10 +6,12 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 import ulmfit_lib.baseline as B
-import ulmfit_lib.ulmfit as U
+import ulmfit_lib.stages as S
 from ulmfit_lib.baseline import tfidf_baseline
-from ulmfit_lib.ulmfit import label_sweep, imdb_texts, first_n
-from ulmfit_lib.ulmfit import get_profile, prepare_imdb
+from ulmfit_lib.stages import Run
+from ulmfit_lib.sweep import label_sweep, first_n
+from ulmfit_lib.profile import get_profile
+from ulmfit_lib.imdb_data import prepare_imdb, imdb_texts
 
 TRAIN = [f'a {w} film, {w} acting {i}' for i in range(12) for w in ('great', 'awful')]
 TRAIN_Y = [1, 0] * 12
@@ -64,9 +66,9 @@ def tiny_data(imdb_path):
 def test_label_sweep_schema(tiny_data, tmp_path, monkeypatch, fit_spy):
     p, data, texts = tiny_data
     calls = []
-    lm_stage = U.lm_stage
-    monkeypatch.setattr(U, 'lm_stage', lambda *a, **k: calls.append(a[1]) or lm_stage(*a, **k))
-    rows = label_sweep(data, p, [40, 20], tmp_path, texts=texts, device='cpu', schedule=lambda p, n: p, log=lambda m: None)
+    lm_stage = S.lm_stage
+    monkeypatch.setattr(S, 'lm_stage', lambda *a, **k: calls.append(a[1]) or lm_stage(*a, **k))
+    rows = label_sweep(Run(data, p, tmp_path, 'cpu', log=lambda m: None), [40, 20], texts=texts, schedule=lambda p, n: p)
     assert calls == [['unsup'], ['lm']]                                   # stages 1-2 once for all label counts
     assert [r['n_labels'] for r in rows] == [20, 40]                      # one row per label count, ascending
     for r in rows:
@@ -89,10 +91,10 @@ def test_label_sweep_schema(tiny_data, tmp_path, monkeypatch, fit_spy):
 
 def test_label_sweep_bad_input(tiny_data, tmp_path):
     p, data, texts = tiny_data
-    with pytest.raises(ValueError, match=r'labels must be an int in \[2, 40\], got 41'): label_sweep(data, p, [20, 41], tmp_path, texts=texts)
-    with pytest.raises(ValueError, match='labels is empty'): label_sweep(data, p, [], tmp_path, texts=texts)
+    with pytest.raises(ValueError, match=r'labels must be an int in \[2, 40\], got 41'): label_sweep(Run(data, p, tmp_path), [20, 41], texts=texts)
+    with pytest.raises(ValueError, match='labels is empty'): label_sweep(Run(data, p, tmp_path), [], texts=texts)
     wrong = dict(texts, valid=(texts['valid'][0], 1 - texts['valid'][1]))
-    with pytest.raises(ValueError, match=r"texts\['valid'\] are not the reviews"): label_sweep(data, p, [20], tmp_path, texts=wrong)
+    with pytest.raises(ValueError, match=r"texts\['valid'\] are not the reviews"): label_sweep(Run(data, p, tmp_path), [20], texts=wrong)
     assert not any(tmp_path.iterdir())                                    # nothing written, nothing trained
 
 

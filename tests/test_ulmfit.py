@@ -1,4 +1,4 @@
-"The `ulmfit-imdb` job: bad input, the corpus-cache path with a time budget (as on the GPU machine), atomic outputs."
+"The `ulmfit-imdb` job: bad input, the data-cache path with a time budget (as on the GPU machine), atomic outputs."
 import json, math, os, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
@@ -6,8 +6,11 @@ import torch
 import pytest
 import ulmfit_lib.ulmfit as U
 from ulmfit_lib.files import OWNER_MARKER, current_umask
-from ulmfit_lib.ulmfit import (main, get_profile, prepare_imdb, save_corpus_cache, load_corpus_cache, run_ulmfit,
-                               fit_budget, IMDbData)
+import ulmfit_lib.stages as S
+from ulmfit_lib.ulmfit import main, run_ulmfit
+from ulmfit_lib.profile import get_profile
+from ulmfit_lib.imdb_data import prepare_imdb, save_data_cache, load_data_cache, IMDbData
+from ulmfit_lib.stages import fit_budget
 
 TINY = ['n_unsup=30', 'n_lm=30', 'n_train=30', 'n_valid=20', 'max_vocab=400', 'emb_sz=16', 'n_hid=32', 'bs=8',
         'seq_len=20', 'clas_bs=8', 'clas_epochs=[1,1,0,1]', 'lm1_epochs=2', 'lm2_epochs=2']
@@ -24,7 +27,7 @@ def _tiny_profile(**more):
 @pytest.fixture(scope='module')
 def tiny_cache(imdb_path, tmp_path_factory):
     d = tmp_path_factory.mktemp('cache')
-    assert main(['--profile', 'smoke', '--corpus-cache', str(d/'imdb'), '--make-cache', '--set', *TINY]) == 0
+    assert main(['--profile', 'smoke', '--data-cache', str(d/'imdb'), '--make-cache', '--set', *TINY]) == 0
     return d/'imdb'
 
 
@@ -45,35 +48,35 @@ def test_unknown_field_and_missing_archive(tmp_path, capsys):
 
 def test_make_cache_needs_dir(capsys):
     assert main(['--make-cache']) == 2
-    assert '--corpus-cache' in capsys.readouterr().err
+    assert '--data-cache' in capsys.readouterr().err
 
 
 def test_cache_roundtrip_and_corruption(tiny_cache, tmp_path):
-    d = load_corpus_cache(tiny_cache)
+    d = load_data_cache(tiny_cache)
     assert d.counts()['train']['docs'] == 30 and d.counts()['valid']['docs'] == 20
     assert set(np.unique(d.parts['train'][2]).tolist()) == {0, 1}
     assert (d.parts['unsup'][2] == -1).all() and (d.parts['lm'][2] == -1).all()
     assert np.array_equal(d.parts['lm'][0], d.parts['train'][0])               # the same texts ...
     assert sum('ids' in np.load(tiny_cache/f'{k}.npz').files for k in ('lm', 'train')) == 1   # ... stored once
-    with pytest.raises(FileNotFoundError, match='not a corpus cache'): load_corpus_cache(tmp_path)
+    with pytest.raises(FileNotFoundError, match='not a data cache'): load_data_cache(tmp_path)
     # a truncated part file
     import shutil
     bad = tmp_path/'bad'; shutil.copytree(tiny_cache, bad)
     (bad/'train.npz').write_bytes((bad/'train.npz').read_bytes()[:100])
-    with pytest.raises(ValueError, match='not a readable corpus cache'): load_corpus_cache(bad)
+    with pytest.raises(ValueError, match='not a readable data cache'): load_data_cache(bad)
     # a part that does not match its meta
     bad2 = tmp_path/'bad2'; shutil.copytree(tiny_cache, bad2)
     meta = json.loads((bad2/'meta.json').read_text()); meta['counts']['valid']['docs'] = 21
     (bad2/'meta.json').write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match='does not match meta.json'): load_corpus_cache(bad2)
+    with pytest.raises(ValueError, match='does not match meta.json'): load_data_cache(bad2)
 
 
 def test_job_from_cache_with_time_budget(tiny_cache, tmp_path, monkeypatch):
-    "What the GPU machine runs: no tokenizer, a corpus cache, a time budget, maybe no IMDb texts; a complete report comes out."
+    "What the GPU machine runs: no tokenizer, a data cache, a time budget, maybe no IMDb texts; a complete report comes out."
     def no_texts(*a, **k): raise FileNotFoundError('IMDb archive not found: /nowhere/imdb.tgz')
     monkeypatch.setattr(U, 'imdb_texts', no_texts)
     out = tmp_path/'run'
-    assert main(['--profile', 'smoke', '--corpus-cache', str(tiny_cache), '--time-budget', '40', '--out', str(out),
+    assert main(['--profile', 'smoke', '--data-cache', str(tiny_cache), '--time-budget', '40', '--out', str(out),
                  '--device', 'cpu', '--set', *TINY]) == 0
     rep = json.loads((out/'report.json').read_text())
     assert {'profile', 'device', 'data', 'lm', 'classifier', 'total_seconds', 'control'} <= set(rep)
@@ -93,22 +96,22 @@ def test_label_sweep_needs_the_texts(tiny_cache, tmp_path, monkeypatch):
     def no_texts(*a, **k): raise FileNotFoundError('IMDb archive not found: /nowhere/imdb.tgz')
     monkeypatch.setattr(U, 'imdb_texts', no_texts)
     with pytest.raises(FileNotFoundError, match='/nowhere/imdb.tgz'):
-        run_ulmfit(_tiny_profile(), out=tmp_path/'run', corpus_cache=tiny_cache, device='cpu', labels=[10], log=lambda s: None)
+        run_ulmfit(_tiny_profile(), out=tmp_path/'run', data_cache=tiny_cache, device='cpu', labels=[10], log=lambda s: None)
     assert not (tmp_path/'run'/'report.json').exists()
 
 
 def test_failed_stage_writes_no_report(tiny_cache, tmp_path, monkeypatch):
     def boom(*a, **k): raise RuntimeError('stage 3 broke')
-    monkeypatch.setattr(U, 'train_classifier', boom)
+    monkeypatch.setattr(S, 'train_classifier', boom)
     with pytest.raises(RuntimeError, match='stage 3 broke'):
-        run_ulmfit(_tiny_profile(), out=tmp_path/'run', corpus_cache=tiny_cache, device='cpu', log=lambda s: None)
+        run_ulmfit(_tiny_profile(), out=tmp_path/'run', data_cache=tiny_cache, device='cpu', log=lambda s: None)
     assert not (tmp_path/'run'/'report.json').exists()
 
 
 def test_budget_shrinks_schedule(tiny_cache, tmp_path):
     "With a budget far below the planned schedule (50 epochs per LM stage), the LM stages train less."
     p = _tiny_profile(lm1_epochs=50, lm2_epochs=50)     # the cache's data settings (a `tiny` profile would be refused)
-    rep = run_ulmfit(p, out=tmp_path/'r', corpus_cache=tiny_cache, control=False, device='cpu', time_budget=1e-3,
+    rep = run_ulmfit(p, out=tmp_path/'r', data_cache=tiny_cache, control=False, device='cpu', time_budget=1e-3,
                      log=lambda s: None)
     for r in (rep['lm'], rep['lm']['general']):
         assert r['fraction'] * r['epochs'] < 50, r
@@ -136,7 +139,7 @@ def _job(*args):
 def piped_run(tiny_cache, tmp_path_factory):
     "One finished run of the job with stdout to a pipe, as in `ulmfit-imdb ... > log.txt`: `(out, stdout, stderr)`."
     out = tmp_path_factory.mktemp('piped')/'run'
-    cmd, env = _job('--corpus-cache', str(tiny_cache), '--out', str(out), '--set', *TINY)
+    cmd, env = _job('--data-cache', str(tiny_cache), '--out', str(out), '--set', *TINY)
     r = subprocess.run(cmd, capture_output=True, env=env, cwd=out.parent, timeout=600)   # minutes only on a loaded machine
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     return out, r.stdout, r.stderr
@@ -189,7 +192,7 @@ def test_job_writes_the_safe_classifier(piped_run):
 
 
 def test_outputs_have_plain_modes(piped_run, tiny_cache):
-    "Outputs get the mode `open()` would give (not mkstemp's 0600): report, plots, the corpus cache."
+    "Outputs get the mode `open()` would give (not mkstemp's 0600): report, plots, the data cache."
     out, um = piped_run[0], current_umask()
     for f in ['report.json', 'losses.json', *[f'{n}.png' for n in PLOTS]]:
         assert (out/f).stat().st_mode & 0o777 == 0o666 & ~um, f
@@ -202,7 +205,7 @@ def test_sigint_exits_130_without_a_mixed_out(piped_run, tiny_cache, tmp_path):
     "Ctrl-C during a run over a finished one: the old report is gone at once, exit 130, one line, no traceback."
     run = tmp_path/'run'; shutil.copytree(piped_run[0], run)
     assert (run/'report.json').exists()
-    cmd, env = _job('--corpus-cache', str(tiny_cache), '--out', str(run), '--set', *TINY, 'lm1_epochs=500')
+    cmd, env = _job('--data-cache', str(tiny_cache), '--out', str(run), '--set', *TINY, 'lm1_epochs=500')
     # Ctrl-C as from a terminal: the job gets SIGINT's default disposition even when the test runner was started in the
     # background (a non-interactive shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt)
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
@@ -231,8 +234,8 @@ def test_interrupt_in_process(tiny_cache, tmp_path, monkeypatch, capsys):
     old = dict(profile='smoke', device='cpu', data={}, lm={}, classifier={}, total_seconds=1.0)
     (out/'report.json').write_text(json.dumps(old))
     def stop(*a, **k): raise KeyboardInterrupt
-    monkeypatch.setattr(U, 'lm_stage', stop)
-    args = ['--profile', 'smoke', '--corpus-cache', str(tiny_cache), '--device', 'cpu', '--set', *TINY]
+    monkeypatch.setattr(S, 'lm_stage', stop)
+    args = ['--profile', 'smoke', '--data-cache', str(tiny_cache), '--device', 'cpu', '--set', *TINY]
     try: rc = main(['--out', str(out), *args])
     except KeyboardInterrupt: pytest.fail('KeyboardInterrupt escaped main()')
     assert rc == 130
@@ -249,41 +252,41 @@ def test_interrupt_in_process(tiny_cache, tmp_path, monkeypatch, capsys):
 
 
 def test_cache_never_replaces_a_foreign_folder(tiny_cache, tmp_path, capsys):
-    data = load_corpus_cache(tiny_cache)
+    data = load_data_cache(tiny_cache)
     proj = tmp_path/'proj'; proj.mkdir(); (proj/'notes.txt').write_text('mine')
-    with pytest.raises(FileExistsError, match=re.escape(str(proj))): save_corpus_cache(data, proj)
+    with pytest.raises(FileExistsError, match=re.escape(str(proj))): save_data_cache(data, proj)
     assert sorted(os.listdir(proj)) == ['notes.txt'] and (proj/'notes.txt').read_text() == 'mine'
     f = tmp_path/'file'; f.write_text('x')
-    with pytest.raises(FileExistsError, match=re.escape(str(f))): save_corpus_cache(data, f)
+    with pytest.raises(FileExistsError, match=re.escape(str(f))): save_data_cache(data, f)
     assert f.read_text() == 'x'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['file', 'proj']      # no temporary folder left
     # the job refuses before any work, naming the folder
     t = time.monotonic()
-    assert main(['--profile', 'smoke', '--corpus-cache', str(proj), '--out', str(tmp_path/'o'), '--set', *TINY]) == 2
+    assert main(['--profile', 'smoke', '--data-cache', str(proj), '--out', str(tmp_path/'o'), '--set', *TINY]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(proj) in err[0] and time.monotonic() - t < 5
     assert sorted(os.listdir(proj)) == ['notes.txt']
     # the run folder is not a cache folder (the cache would replace it)
     for c in (tmp_path/'o', tmp_path):
         with pytest.raises(ValueError, match='would hold the run folder'):
-            run_ulmfit(_tiny_profile(), out=tmp_path/'o', corpus_cache=c, device='cpu', log=lambda s: None)
+            run_ulmfit(_tiny_profile(), out=tmp_path/'o', data_cache=c, device='cpu', log=lambda s: None)
     assert not (tmp_path/'o').exists()
     # a cache of ours is replaced, and so is one written before the marker existed (a valid meta.json)
-    c = save_corpus_cache(data, tmp_path/'c')
+    c = save_data_cache(data, tmp_path/'c')
     assert (c/OWNER_MARKER).is_file()
-    save_corpus_cache(data, c)
+    save_data_cache(data, c)
     (c/OWNER_MARKER).unlink()
-    save_corpus_cache(data, c)
-    assert load_corpus_cache(c).counts() == data.counts()
+    save_data_cache(data, c)
+    assert load_data_cache(c).counts() == data.counts()
 
 
 def test_cache_of_other_settings_is_refused(tiny_cache, tmp_path, capsys):
     "A cache made with other data settings is never used silently: `ValueError` naming the differing fields."
     p = _tiny_profile(n_train=40, min_freq=2)
     with pytest.raises(ValueError, match=r'min_freq.*n_train|n_train.*min_freq'):
-        run_ulmfit(p, out=tmp_path/'o', corpus_cache=tiny_cache, device='cpu', log=lambda s: None)
+        run_ulmfit(p, out=tmp_path/'o', data_cache=tiny_cache, device='cpu', log=lambda s: None)
     assert not (tmp_path/'o'/'report.json').exists() and not (tmp_path/'o'/'models').exists()
-    assert main(['--profile', 'tiny', '--corpus-cache', str(tiny_cache), '--out', str(tmp_path/'o2')]) == 2
+    assert main(['--profile', 'tiny', '--data-cache', str(tiny_cache), '--out', str(tmp_path/'o2')]) == 2
     err = capsys.readouterr().err
     assert 'n_unsup' in err and 'n_train' in err and str(tiny_cache) in err
     # the settings are in meta.json; a cache without them (an older version) cannot be checked: refused too
@@ -292,7 +295,7 @@ def test_cache_of_other_settings_is_refused(tiny_cache, tmp_path, capsys):
     old = tmp_path/'old'; shutil.copytree(tiny_cache, old)
     del meta['settings']; (old/'meta.json').write_text(json.dumps(meta))
     with pytest.raises(ValueError, match='settings'):
-        run_ulmfit(_tiny_profile(), out=tmp_path/'o3', corpus_cache=old, device='cpu', log=lambda s: None)
+        run_ulmfit(_tiny_profile(), out=tmp_path/'o3', data_cache=old, device='cpu', log=lambda s: None)
 
 
 def _resave(file, **arrays):
@@ -326,17 +329,17 @@ DAMAGES = {
 
 @pytest.mark.parametrize('damage', list(DAMAGES))
 def test_damaged_cache_is_refused(tiny_cache, tmp_path, damage):
-    "Whatever is wrong in a corpus cache: `ValueError` naming the file, never data used."
+    "Whatever is wrong in a data cache: `ValueError` naming the file, never data used."
     bad = tmp_path/'bad'; shutil.copytree(tiny_cache, bad)
     spoil, fname = DAMAGES[damage]
     spoil(bad)
-    with pytest.raises(ValueError, match=re.escape(str(bad/fname))): load_corpus_cache(bad)
+    with pytest.raises(ValueError, match=re.escape(str(bad/fname))): load_data_cache(bad)
 
 
 @pytest.fixture
 def no_work(monkeypatch):
     def boom(*a, **k): raise AssertionError('work started before the arguments were checked')
-    for f in ('run_ulmfit', 'prepare_imdb', 'load_corpus_cache'): monkeypatch.setattr(U, f, boom)
+    for f in ('run_ulmfit', 'prepare_imdb', 'load_data_cache'): monkeypatch.setattr(U, f, boom)
 
 
 @pytest.mark.parametrize('args,flag', [

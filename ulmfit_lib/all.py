@@ -9,6 +9,10 @@ from .awd_lstm import *
 from .clas_data import *
 from .learner import *
 from .pretrained import *
+from .profile import *
+from .imdb_data import *
+from .stages import *
+from .sweep import *
 from .ulmfit import *
 from .inference import *
 from .baseline import *

@@ -145,3 +145,23 @@ def distributed(learn, timeout=None, sync_bn=None, **kwargs):
     if sync_bn is None: sync_bn = gpu             # fastai's default on GPUs; on CPUs DDP's buffer broadcast keeps BatchNorm in step
     if not gpu: kwargs.setdefault('cpu', True)
     with learn.distrib_ctx(sync_bn=sync_bn, **kwargs): yield learn
+
+# %% ../nbs/06a_distributed.ipynb #rk0help1
+import time
+
+DIST_TIMEOUT = 1800     # seconds a rank waits in a collective for the others before failing (one of them died)
+
+def past_deadline(deadline):
+    "Whether `deadline` passed as rank 0 sees it: every rank stops its fit after the same batch"
+    return broadcast_obj(time.monotonic() > deadline)
+
+def on_main(f, *args, **kwargs):
+    "`f(*args, **kwargs)` run by rank 0 alone (the one that writes); its result, or its error, on every rank"
+    if world_info()[1] == 1: return f(*args, **kwargs)
+    res = err = None
+    if is_main_process():
+        try: res = f(*args, **kwargs)
+        except Exception as e: err = e
+    res, err = broadcast_obj((res, err))
+    if err is not None: raise err
+    return res
