@@ -15,13 +15,13 @@ OFFLINE = {'HTTPS_PROXY': 'http://127.0.0.1:9', 'HTTP_PROXY': 'http://127.0.0.1:
 
 @pytest.fixture(scope='session')
 def wt103_tiny(imdb_path, tmp_path_factory):
-    "`(archive, general learner)`: fastai's WT103 format at a tiny width (3 layers, emb 16, hid 32), trained on 800 real `unsup` reviews"
+    "`(archive, general learner)`: fastai's WT103 format at a tiny width (3 layers, emb 16, hid 32), 3 epochs on 800 real `unsup` reviews"
     from ulmfit_lib.data import imdb_sample
     from ulmfit_lib.learner import pretrain_lm
     d = tmp_path_factory.mktemp('wt103')
     s = imdb_sample(imdb_path, n_train=0, n_valid=0, n_unsup=800, seed=3)
-    gen = pretrain_lm(s.unsup, path=d, config=TINY, epochs=1, lr=1e-2, bs=32, seq_len=48, min_freq=2, cache_dir=d/'tok',
-                      n_workers=1)
+    gen = pretrain_lm(s.unsup, path=d, config=TINY, epochs=3, lr=2e-2, bs=32, seq_len=48, max_vocab=2000, min_freq=2,
+                      cache_dir=d/'tok', n_workers=1)
     return save_pretrained_archive(gen, d/'wt103-fwd.tgz'), gen
 
 
@@ -201,3 +201,79 @@ def test_config_mismatch(wt103_tiny, tmp_path, cfg, shape):
     msg = str(e.value)
     assert str(files.weights) in msg and shape in msg and 'emb_sz=16, n_hid=32, n_layers=3' in msg, msg
     if cfg.get('emb_sz'): assert 'has shape (' in msg and ', 16) in the file' in msg, msg
+
+
+# ---- the job (issue 22, items 1, 2 and 5): `ulmfit-imdb --pretrained SOURCE`
+TINY_SET = ['--set', 'n_layers=3', 'emb_sz=16', 'n_hid=32']
+
+
+def _job(args, tmp_path, env=None, timeout=1800):
+    "`ulmfit-imdb ARGS` in a subprocess (`python -m ulmfit_lib.ulmfit`: the console script's module); `(rc, stdout, stderr, seconds)`"
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, '-m', 'ulmfit_lib.ulmfit', *args], capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, **(env or {})}, cwd=tmp_path)
+    return r.returncode, r.stdout, r.stderr, time.monotonic() - t0
+
+
+def test_job_help_documents_pretrained():
+    from ulmfit_lib.ulmfit import _parser
+    h = ' '.join(_parser().format_help().split())
+    for part in ('--pretrained SOURCE', '--pretrained-bwd SOURCE', 'wt103', 'ULMFIT_WT103_ARCHIVE', 'none'): assert part in h, part
+
+
+@pytest.fixture(scope='session')
+def tiny_jobs(wt103_tiny, tmp_path_factory):
+    "The tiny job twice on the same data: stage 1 from the archive, and from scratch (`--pretrained none`); their reports"
+    import json
+    arch, _ = wt103_tiny
+    tmp = tmp_path_factory.mktemp('jobs')
+    reps = {}
+    for name, src in (('pretrained', str(arch)), ('scratch', 'none')):
+        rc, out, err, secs = _job(['--profile', 'tiny', '--pretrained', src, *TINY_SET, '--out', str(tmp/name), '--data-cache',
+                                   str(tmp/'data'), '--no-control', '--no-baseline', '--device', 'cpu'], tmp)
+        assert rc == 0, err[-3000:]
+        reps[name] = json.loads((tmp/name/'report.json').read_text())
+    return arch, reps
+
+
+def test_job_from_pretrained_archive(tiny_jobs):
+    "All stages run from the archive; the report names the source, the sha256 of the weights and the overlap"
+    arch, reps = tiny_jobs
+    g, s = reps['pretrained']['lm']['general'], reps['scratch']['lm']['general']
+    files = resolve_pretrained(arch)           # the job's own extraction, reused
+    assert (g['source'], g['origin'], g['weights_sha256']) == ('path', str(arch), hashlib.sha256(files.weights.read_bytes()).hexdigest())
+    assert 0 < g['vocab_overlap'] <= g['vocab_size'] == reps['pretrained']['data']['vocab']
+    assert 'accuracy' not in g and 'perplexity' not in g                  # stage 1 is not trained: its time is the load
+    assert s['source'] == 'scratch' and 'weights_sha256' not in s and s['perplexity'] > 0
+    for r in reps.values():
+        assert r['lm']['texts'] == ['train'] and 0 <= r['classifier']['accuracy'] <= 1
+    assert reps['pretrained']['config']['pretrained'] == str(arch) and reps['scratch']['config']['pretrained'] == 'none'
+
+
+def test_job_pretrained_lowers_perplexity(tiny_jobs):
+    "The fine-tuned LM from the archive (800 reviews of pretraining) against the same run from a tiny scratch stage 1"
+    _, reps = tiny_jobs
+    ppl = {k: r['lm']['perplexity'] for k, r in reps.items()}
+    print(f"stage-2 perplexity on the tiny profile: from the archive {ppl['pretrained']:.1f}, from scratch {ppl['scratch']:.1f}")
+    assert ppl['pretrained'] < 0.9 * ppl['scratch'], ppl
+
+
+def test_job_wt103_offline_exits_2_in_seconds(tmp_path):
+    "`--pretrained wt103` offline with nothing cached and no variable: exit 2, one line, no run folder, within seconds"
+    env = {'FASTAI_HOME': str(tmp_path/'home'), **OFFLINE, 'ULMFIT_WT103_ARCHIVE': '', 'ULMFIT_WT103_BWD_ARCHIVE': ''}
+    rc, out, err, secs = _job(['--profile', 'tiny', '--pretrained', 'wt103', '--out', str(tmp_path/'run')], tmp_path, env)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith('ulmfit-imdb: error: '), err
+    for part in (wt103_url(), 'ULMFIT_WT103_ARCHIVE', '--pretrained none'): assert part in lines[0], part
+    assert secs < 60 and not (tmp_path/'run').exists(), secs
+
+
+def test_job_width_mismatch_before_tokenization(wt103_tiny, tmp_path):
+    "A 3-layer 16/32 archive with the tiny profile's 2 layers, or another width: exit 2 naming the file and both shapes, nothing written"
+    arch, _ = wt103_tiny
+    files = resolve_pretrained(arch)
+    for extra, shape in (([], 'n_layers=2'), (['--set', 'n_layers=3', 'emb_sz=24'], '24)')):
+        rc, out, err, secs = _job(['--profile', 'tiny', '--pretrained', str(arch), *extra, '--out', str(tmp_path/'run'),
+                                   '--data-cache', str(tmp_path/'data')], tmp_path)
+        assert rc == 2 and str(files.weights) in err and 'in the file and' in err and shape in err, err
+        assert not (tmp_path/'run').exists() and not (tmp_path/'data').exists()   # refused before any tokenization
