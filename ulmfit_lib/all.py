@@ -8,6 +8,7 @@ from .lm_data import *
 from .awd_lstm import *
 from .clas_data import *
 from .learner import *
+from .pretrained import *
 from .profile import *
 from .imdb_data import *
 from .stages import *

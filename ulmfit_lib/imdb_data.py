@@ -39,7 +39,9 @@ def profile_files(profile, path):
     "The files of each part (`unsup`, `lm`, `train`, `valid`) of `profile`'s seeded sample under `path`"
     s = imdb_sample(path, n_train=max(profile.n_train, profile.n_lm), n_valid=profile.n_valid, n_unsup=profile.n_unsup,
                     seed=profile.seed)
-    files = dict(unsup=s.unsup, lm=s.train[:profile.n_lm], train=s.train[:profile.n_train], valid=s.valid)
+    folders = profile.lm_folders()   # the book's stage 2 reads train, test and unsup: the held-out reviews' texts (not their labels) too
+    lm = s.train[:profile.n_lm] + (s.valid if 'test' in folders else []) + (s.unsup if 'unsup' in folders else [])
+    files = dict(unsup=s.unsup, lm=lm, train=s.train[:profile.n_train], valid=s.valid)
     return {k: fs for k, fs in files.items() if len(fs)}
 
 def _tokenized_parts(profile, path, n_workers=None, cache_dir=None):
@@ -64,7 +66,7 @@ def prepare_imdb(profile, archive=None, n_workers=None, cache_dir=None):
     "Tokenize the profile's IMDb sample and numericalize it with one vocab built from the LM texts."
     path = get_imdb(archive)
     corpora = _tokenized_parts(profile, path, n_workers=n_workers, cache_dir=cache_dir)
-    lm_parts = [c for k, c in corpora.items() if k in ('unsup', 'lm')]
+    lm_parts = [c for k, c in corpora.items() if k == 'lm' or (k == 'unsup' and 'unsup' not in profile.lm_folders())]   # each text once
     count = Counter()   # every token over the LM texts, in first-seen order (as fastai's Counter)
     for c in lm_parts: count.update(dict(zip(c.vocab, c.counts.tolist())))
     vocab = make_vocab(count, min_freq=profile.min_freq, max_vocab=profile.max_vocab)

@@ -42,20 +42,32 @@ class Profile:
     wd: float = 0.01
     fp16: bool = False
     seed: int = 42
+    lm_texts: str = 'train'      # the IMDb folders stage 2 reads: 'train' (its first n_lm reviews), or 'train,test,unsup' (the book's 100,000 texts)
+    lm2_frozen_lr: float = None  # the learning rate of stage 2's frozen epochs (None: 4 x lm2_lr)
+    pretrained: str = 'none'     # stage 1: 'none' (trained from scratch on unsup), 'wt103' (fastai's WikiText-103 model) or a path (`06c_pretrained`)
+    pretrained_bwd: str = None   # the same for the backward model (None: 'wt103' if `pretrained` is, else 'none')
     def lm_config(self): return dict(awd_lstm_lm_config, emb_sz=self.emb_sz, n_hid=self.n_hid, n_layers=self.n_layers)
     def clas_config(self): return dict(awd_lstm_clas_config, emb_sz=self.emb_sz, n_hid=self.n_hid, n_layers=self.n_layers)
-    def data_settings(self): return {k: getattr(self, k) for k in DATA_FIELDS}
+    def data_settings(self):   # `lm_texts` only when it is not the default: data caches written before it existed still fit
+        return {k: getattr(self, k) for k in DATA_FIELDS if k != 'lm_texts' or self.lm_texts != 'train'}
+    def lm_folders(self): return tuple(self.lm_texts.split(','))
+    def pretrained_source(self, backwards=False):
+        "Stage 1's source in the direction `backwards`: `pretrained`, or for the backward model `pretrained_bwd` (default: 'wt103' only if `pretrained` is)"
+        if not backwards: return self.pretrained
+        return self.pretrained_bwd if self.pretrained_bwd is not None else ('wt103' if self.pretrained == 'wt103' else 'none')
 
 # %% ../nbs/07_profile.ipynb #8234ce18
-DATA_FIELDS = ('n_unsup', 'n_lm', 'n_train', 'n_valid', 'max_vocab', 'min_freq', 'seed')   # what shapes `prepare_imdb`'s data
+DATA_FIELDS = ('n_unsup', 'n_lm', 'n_train', 'n_valid', 'max_vocab', 'min_freq', 'seed', 'lm_texts')   # what shapes `prepare_imdb`'s data
 
 # %% ../nbs/07_profile.ipynb #12a0b0cb
 PROFILES = {
     'smoke': Profile('smoke'),
-    'full': Profile('full', n_unsup=50_000, n_lm=25_000, n_train=25_000, n_valid=25_000, max_vocab=60_000,
+    # the book: WikiText-103, then the LM on all 100,000 IMDb texts (1 frozen epoch at 2e-2, 10 unfrozen at 2e-3), then
+    # the classifier (2e-2, then 1e-2, 5e-3, 1e-3 with discriminative rates) on the 25,000 train reviews, scored on all 25,000 test
+    'full': Profile('full', n_unsup=50_000, n_lm=25_000, n_train=25_000, n_valid=25_000, max_vocab=60_000, min_freq=3,
                     emb_sz=400, n_hid=1152, n_layers=3, bs=128, seq_len=80, lm_drop_mult=0.3, lm1_epochs=4, lm1_lr=5e-3,
-                    lm2_frozen_epochs=0, lm2_epochs=4, lm2_lr=2e-3, clas_bs=64, clas_drop_mult=0.5, clas_lr=2e-2,
-                    clas_epochs=(1, 1, 1, 2), fp16=True),
+                    lm_texts='train,test,unsup', lm2_frozen_epochs=1, lm2_frozen_lr=2e-2, lm2_epochs=10, lm2_lr=2e-3,
+                    clas_bs=128, clas_drop_mult=0.5, clas_lr=2e-2, clas_epochs=(1, 1, 1, 2), fp16=True, pretrained='wt103'),
     # plumbing only (seconds, no accuracy target): tests and quick checks of notebooks
     'tiny': Profile('tiny', n_unsup=40, n_lm=40, n_train=40, n_valid=20, max_vocab=600, emb_sz=16, n_hid=32, bs=8,
                     seq_len=20, clas_bs=8, clas_epochs=(1, 1, 0, 1)),
@@ -73,6 +85,9 @@ def check_field(name, value):
         return tuple(check_number(v, f'{name}[{i}]', lo=0, integer=True) for i, v in enumerate(value))
     if t is bool or t is str:
         if not isinstance(value, t): raise ValueError(f'{name} must be {"true or false" if t is bool else "a string"}, got {value!r}')
+        folders = value.split(',') if name == 'lm_texts' else []
+        if folders and ('train' not in folders or not set(folders) <= {'train', 'test', 'unsup'} or len(set(folders)) < len(folders)):
+            raise ValueError(f"lm_texts must be IMDb folders, train first: 'train', 'train,unsup' or 'train,test,unsup', got {value!r}")
         return value
     if t is int: return check_number(value, name, lo=0 if name in _MAY_BE_ZERO else 1, integer=True)
     value = check_number(value, name, lo=0)

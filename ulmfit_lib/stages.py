@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['UNFREEZE_PHASES', 'Run', 'StageResult', 'TimeLimit', 'fit_budget', 'LossHistory', 'EpochTable', 'plot_losses',
-           'gradual_unfreeze', 'lm_stage', 'train_classifier', 'general_lm', 'finetune_lm', 'classifier',
-           'control_classifier', 'baseline_stage', 'ensemble']
+           'gradual_unfreeze', 'lm_stage', 'train_classifier', 'pretrained_lm', 'general_lm', 'finetune_lm',
+           'classifier', 'control_classifier', 'baseline_stage', 'ensemble']
 
 # %% ../nbs/07b_stages.ipynb #82b72e69
 import json, sys, time
@@ -28,6 +28,7 @@ from .baseline import tfidf_baseline
 from .distributed import distributed, world_info, broadcast_obj, on_main, past_deadline, DIST_TIMEOUT
 from .profile import Profile, get_profile, pick_device
 from .imdb_data import IMDbData, IMDB_CLASSES
+from .pretrained import check_pretrained_config, file_sha256
 
 # %% ../nbs/07b_stages.ipynb #b73852df
 @dataclass
@@ -209,7 +210,7 @@ def _joined(data, part_names):
     return np.concatenate([ids for ids, _, _ in parts]), offs
 
 # %% ../nbs/07b_stages.ipynb #ec333545
-def lm_stage(run, parts, epochs, lr, frozen_epochs=0, pretrained=None, seed=0, name='lm'):
+def lm_stage(run, parts, epochs, lr, frozen_epochs=0, pretrained=None, seed=0, name='lm', frozen_lr=None):
     "Train and validate a language model on the parts `parts` of `run.data`; a `StageResult`"
     t0, budget = time.monotonic(), run.budget
     ids, offs = _joined(run.data, parts)
@@ -227,7 +228,7 @@ def lm_stage(run, parts, epochs, lr, frozen_epochs=0, pretrained=None, seed=0, n
     with distributed(learn, timeout=DIST_TIMEOUT):    # data-parallel when torchrun started several ranks; validation gathered
         if frozen_epochs:
             learn.freeze(); learn.loss_history.label = 'frozen'
-            learn.fit_one_cycle(frozen_epochs, lr * 4, cbs=cbs)
+            learn.fit_one_cycle(frozen_epochs, frozen_lr or lr * 4, cbs=cbs)
             learn.unfreeze(); learn.loss_history.label = 'unfrozen'
         if epochs: learn.fit_one_cycle(epochs, lr, cbs=cbs)
         n_seen = (frozen_epochs + epochs) * len(learn.dls.train) * run.p.bs * run.p.seq_len   # the whole loader: all ranks' tokens
@@ -271,10 +272,27 @@ def train_classifier(run, encoder=None, name='classifier', frac=None):
     return StageResult(name, learn, acc, None, time.monotonic() - t0, info)
 
 # %% ../nbs/07b_stages.ipynb #7bebf53e
+def pretrained_lm(run, files):
+    "Stage 1 from a pretrained model (`06c_pretrained`), not trained: the files checked against the profile, hashed, their vocab matched to ours"
+    t0 = time.monotonic()
+    _, itos = check_pretrained_config(files, run.p.lm_config())
+    known = set(itos)
+    info = dict(source=files.source, origin=str(files.origin), weights_sha256=file_sha256(files.weights),
+                vocab_overlap=sum(w in known for w in run.data.vocab), vocab_size=len(run.data.vocab), pretrained_vocab_size=len(itos))
+    r = StageResult('general_lm' + run.sfx, None, None, None, time.monotonic() - t0, info, [files.weights, files.vocab])
+    run.log(f'stage 1: {files.source} model {files.weights.name} (sha256 {info["weights_sha256"][:12]}...): {info["vocab_overlap"]:,} '
+            f'of our {len(run.data.vocab):,} words keep their rows ({r.seconds:.0f}s)')
+    return r
+
+def _stage1_fnames(general):
+    "Stage 1's weights and vocab as `language_model_learner(pretrained_fnames=...)` takes them (absolute: any folder)"
+    return [str(Path(f).resolve().with_suffix('')) for f in general.files[:2]]
+
 def general_lm(run):
     "Stage 1: a general language model trained from scratch on `unsup`, saved as fastai ships WikiText-103"
     r = lm_stage(run, ['unsup'], run.p.lm1_epochs, run.p.lm1_lr, seed=1, name='general_lm' + run.sfx)
     r.files += list(on_main(save_lm_pretrained, r.learn, r.name))     # rank 0 writes; stage 2 reads it on every rank
+    r.info['source'] = 'scratch'
     run.log(f'stage 1: LM accuracy {r.accuracy:.4f}, perplexity {r.perplexity:.1f} ({r.seconds:.0f}s)')
     return r
 
@@ -282,7 +300,9 @@ def finetune_lm(run, general=None):
     "Stage 2: the language model fine-tuned on the classifier's texts (from `general`'s files, or from scratch)"
     p = run.p
     r = lm_stage(run, ['lm'], p.lm2_epochs, p.lm2_lr, frozen_epochs=p.lm2_frozen_epochs, seed=2, name='finetuned' + run.sfx,
-                 pretrained=None if general is None else [general.name, general.name])
+                 pretrained=None if general is None else _stage1_fnames(general), frozen_lr=p.lm2_frozen_lr)
+    r.info['texts'] = list(p.lm_folders())
+    if 'test' in p.lm_folders(): r.info['note'] = "the held-out test reviews' texts (never their labels) were among the texts this LM read, as in the book"
     r.files.append(on_main(r.learn.save_encoder, r.name))             # rank 0 writes; stage 3 reads it on every rank
     run.log(f'stage 2: LM accuracy {r.accuracy:.4f}, perplexity {r.perplexity:.1f} ({r.seconds:.0f}s)')
     return r

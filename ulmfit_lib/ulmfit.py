@@ -19,6 +19,8 @@ from .imdb_data import (prepare_imdb, save_data_cache, load_data_cache, check_ca
                                   imdb_texts, check_texts)
 from .stages import (Run, StageResult, general_lm, finetune_lm, classifier, control_classifier, baseline_stage,
                                ensemble, plot_losses, write_json)
+from .stages import pretrained_lm
+from .pretrained import resolve_pretrained, check_pretrained_config
 from .sweep import label_sweep, check_labels
 from .distributed import init_distributed, is_main_process, world_info, on_main, DIST_TIMEOUT
 
@@ -34,6 +36,7 @@ class Job:
     labels: list = None
     bidirectional: bool = False
     n_workers: int = None
+    pretrained: dict = None     # stage 1's resolved pretrained files per direction (None: from scratch), set by `_check_job`
     t_start: float = field(default_factory=time.monotonic)
     def left(self):
         "Seconds of the budget left (at least 0.5), None without a budget"
@@ -142,6 +145,15 @@ def _check_job(run, job):
     if job.labels is not None and world_info()[1] > 1:
         raise ValueError(f'--labels: the label sweep runs in one process, not under world_size={world_info()[1]}')
     _check_job_data(run.p, run.data, cache)
+    job.pretrained = _pretrained_files(run.p, job.dirs())
+
+def _pretrained_files(p, dirs):
+    "Stage 1's pretrained files per direction (`None`: from scratch): resolved and checked against the profile's widths before any work"
+    res = {}
+    for b in dirs:
+        res[b] = files = resolve_pretrained(p.pretrained_source(b), backwards=b)   # offline `wt103`: `PretrainedUnavailable` in seconds
+        if files is not None: check_pretrained_config(files, p.lm_config())     # a width mismatch: the file and both shapes
+    return res
 
 # %% ../nbs/07d_ulmfit.ipynb #ac8b732b
 def _run_id(): return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -204,12 +216,14 @@ def _lm_stages(run, job, curves):
     "Stages 1 and 2 in each direction, each direction with half of each stage's share of the budget"
     rem, dirs, res = job.left(), job.dirs(), {}
     share = lambda f: None if rem is None else max(rem * f / len(dirs), 0.5)
+    pre = job.pretrained or {}
     for b in dirs:
         r = replace(run, backwards=b, budget=share(0.25 if job.control else 0.3))
-        res['general' + r.sfx] = s1 = general_lm(r) if 'unsup' in run.data.parts else None
+        if pre.get(b) is not None: res['general' + r.sfx] = s1 = pretrained_lm(r, pre[b])    # not trained: its time is the load
+        else: res['general' + r.sfx] = s1 = general_lm(r) if 'unsup' in run.data.parts else None
         _plot(curves, r, 'stage1_lm', s1, 'stage 1: general LM')
-    for b in dirs:
-        r = replace(run, backwards=b, budget=share(0.2 if job.control else 0.25))
+    for b in dirs:   # a pretrained stage 1 leaves its share to stage 2
+        r = replace(run, backwards=b, budget=share((0.2 if job.control else 0.25) + ((0.25 if job.control else 0.3) if pre.get(b) else 0)))
         res['lm' + r.sfx] = s2 = finetune_lm(r, res['general' + r.sfx])
         _plot(curves, r, 'stage2_lm', s2, 'stage 2: LM fine-tuning')
     return res
@@ -227,7 +241,7 @@ def _clas_stages(run, job, curves):
 
 def _plot(curves, run, stem, r, title):
     "Plot stage `r`'s losses into `run.out` (data in `losses.json`); the PNG joins `r.files`"
-    if r is None or not is_main_process(): return   # rank 0 plots
+    if r is None or r.learn is None or not is_main_process(): return   # rank 0 plots; a pretrained stage 1 has no fit
     name = f'{stem}{run.sfx}_loss'
     curves[name] = r.learn.loss_history.curves()
     r.files.append(plot_losses(curves[name], run.out/f'{name}.png', f'{title} ({run.p.name}{run.what})'))
@@ -326,6 +340,13 @@ def _parser():
     ap.add_argument('--labels', default=None, help='label sweep after the stages, e.g. 100,500,1000 (report.json: labels)')
     ap.add_argument('--device', default=None, help='cpu or cuda (default: cuda if available)')
     ap.add_argument('--threads', type=int, default=None, help='torch threads (default: the cores not busy, shared by the ranks)')
+    ap.add_argument('--pretrained', default=None, metavar='SOURCE',
+                    help="stage 1: wt103 (fastai's WikiText-103 model: its cache, $ULMFIT_WT103_ARCHIVE, or a download), an archive or "
+                         "folder in fastai's layout (wt103-fwd/lstm_fwd.pth + itos_wt103.pkl), or none (trained from scratch on unsup); "
+                         "default: wt103 for full, none for smoke and tiny. Offline with no copy: exit 2 at once, never a silent fallback")
+    ap.add_argument('--pretrained-bwd', default=None, metavar='SOURCE',
+                    help='the same for the backward model of --bidirectional ($ULMFIT_WT103_BWD_ARCHIVE, lstm_bwd.pth; '
+                         'default: wt103 if --pretrained is wt103, else none)')
     ap.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='override profile fields, e.g. n_train=2000')
     return ap
 
@@ -345,6 +366,7 @@ def main(argv=None):
     a = _parser().parse_args(argv)
     try:
         overrides = dict(parse_set(kv) for kv in a.set)
+        overrides.update({k: v for k, v in (('pretrained', a.pretrained), ('pretrained_bwd', a.pretrained_bwd)) if v is not None})
         dev = _check_flags(a)
         torch.set_num_threads(a.threads or default_threads())
         p = get_profile(a.profile, device=dev, **overrides)
