@@ -15,6 +15,7 @@ import argparse, collections, contextlib, csv, io, json, os, pickle, re, shutil,
 from pathlib import Path
 import numpy as np
 import torch
+from fastprogress import progress_bar
 from fastcore.basics import patch
 from fastai.torch_core import get_model
 from .basics import atomic_write, mark_ours, replace_dir, remove_stale, current_umask, OWNER_MARKER, check_number
@@ -433,7 +434,6 @@ def predict_proba_ids(self:TextClassifier, docs, bs=64, progress=None):
     if not docs: return res
     batches = inference_batches([len(d) for d in docs], bs, self.seq_len, self.max_len)
     if progress if progress is not None else len(batches) > 4:
-        from fastprogress import progress_bar
         batches = progress_bar(batches, leave=False)
     with torch.inference_mode():
         for b in batches:

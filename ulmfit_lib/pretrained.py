@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
+import fastai.data.external as fext   # module, not names: tests point `untar_data` elsewhere
 from fastai.torch_core import get_model
 from .basics import mark_ours, is_ours, replace_dir, remove_stale, atomic_write
 from .awd_lstm import AWD_LSTM, get_language_model
@@ -29,9 +30,8 @@ def wt103_names(backwards=False):
     return f'wt103-{d}', f'lstm_{d}.pth', 'itos_wt103.pkl'
 
 def wt103_url(backwards=False):
-    "fastai's URL of the WikiText-103 model (`URLs.WT103_FWD` or `URLs.WT103_BWD`)"
-    from fastai.data.external import URLs
-    return URLs.WT103_BWD if backwards else URLs.WT103_FWD
+    "fastai's URL of the WikiText-103 model (`fext.URLs.WT103_FWD` or `fext.URLs.WT103_BWD`)"
+    return fext.URLs.WT103_BWD if backwards else fext.URLs.WT103_FWD
 
 # %% ../nbs/06c_pretrained.ipynb #4581fbf9
 def _pick(names, preferred, ext, what, where, other=None):
@@ -84,8 +84,7 @@ def extract_pretrained_archive(archive, dest=None, backwards=False):
     if not archive.is_file(): raise FileNotFoundError(f'pretrained model archive not found: {archive}')
     stem = _archive_stem(archive)
     if dest is None:
-        from fastai.data.external import fastai_path
-        dest = fastai_path('model')
+        dest = fext.fastai_path('model')
     dest = Path(dest).expanduser()
     final = dest/f'{stem}-{file_sha256(archive)[:12]}'
     if final.is_dir() and is_ours(final): return pretrained_files_in(final, backwards)
@@ -119,9 +118,8 @@ class PretrainedUnavailable(FileNotFoundError):
 
 def wt103_cached(backwards=False):
     "What of fastai's WikiText-103 download `untar_data` would use without the network: its folder, else its archive; else `None`"
-    from fastai.data.external import fastai_path
     name = wt103_names(backwards)[0]
-    for p in (fastai_path('model')/name, fastai_path('archive')/f'{name}.tgz'):
+    for p in (fext.fastai_path('model')/name, fext.fastai_path('archive')/f'{name}.tgz'):
         if p.exists(): return p
     return None
 
@@ -160,13 +158,12 @@ def resolve_pretrained(source, backwards=False, cache_dir=None, timeout=5.):
         return PretrainedFiles('path', str(source), *_files_of(source, backwards, cache_dir), backwards)
     env, url = WT103_ENV[backwards], wt103_url(backwards)
     if os.environ.get(env): return PretrainedFiles('wt103', os.environ[env], *_files_of(os.environ[env], backwards, cache_dir), backwards)
-    from fastai.data.external import untar_data, fastai_path
     def unavailable(why):
-        return PretrainedUnavailable(f'no copy of the WikiText-103 model: {url} {why} and nothing is cached in {fastai_path("model")}; '
+        return PretrainedUnavailable(f'no copy of the WikiText-103 model: {url} {why} and nothing is cached in {fext.fastai_path("model")}; '
                                      f'set {env} to a local {wt103_names(backwards)[0]}.tgz, or use --pretrained none (stage 1 from scratch)')
     if wt103_cached(backwards) is None and (why := url_unreachable(url, timeout)) is not None:
         raise unavailable(f'cannot be reached ({why})')
-    try: folder = untar_data(url, c_key='model')
+    try: folder = fext.untar_data(url, c_key='model')
     except Exception as e: raise unavailable(f'could not be downloaded ({type(e).__name__}: {e})'.replace('\n', ' ')) from None
     return PretrainedFiles('wt103', url, *pretrained_files_in(folder, backwards), backwards)
 
