@@ -35,7 +35,8 @@ def train_small(folder):
     "The small real classifier of the tests: 800 IMDb train reviews, a 32/64/1 AWD-LSTM from scratch, 8 epochs"
     import torch
     from ulmfit_lib.data import get_imdb, imdb_sample
-    from ulmfit_lib.tokenize import tokenize_corpus, WordTokenizer
+    from ulmfit_lib.tokenize import WordTokenizer
+    from ulmfit_lib.corpus import tokenize_corpus
     from ulmfit_lib.numericalize import corpus_vocab
     from ulmfit_lib.clas_data import clas_dls_from_corpus
     from ulmfit_lib.awd_lstm import AWD_LSTM
@@ -56,7 +57,8 @@ def train_small(folder):
 
 
 def run(model_dir, n=500, steps=32, ks=(5, 10, 20), seeds=(0, 1, 2), sample_seed=0, bs=16, baseline='zeros'):
-    from ulmfit_lib.data import get_imdb, imdb_sample, read_text
+    from ulmfit_lib.data import get_imdb, imdb_sample
+    from ulmfit_lib.basics import read_text
     from ulmfit_lib.inference import load_classifier
     from ulmfit_lib.interpret import explain, comprehensiveness, METHODS
     clf = load_classifier(model_dir, n_workers=1)

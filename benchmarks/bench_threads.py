@@ -23,8 +23,9 @@ def main():
     ap.add_argument('--config', default='smoke', choices=['smoke', 'tiny'])
     a = ap.parse_args()
     import numpy as np, torch
-    from ulmfit_lib.data import get_imdb, imdb_sample, read_text
-    from ulmfit_lib.tokenize import tokenize_corpus
+    from ulmfit_lib.data import get_imdb, imdb_sample
+    from ulmfit_lib.basics import read_text
+    from ulmfit_lib.corpus import tokenize_corpus
     from ulmfit_lib.numericalize import corpus_vocab
     from ulmfit_lib.awd_lstm import AWD_LSTM, get_text_classifier
     from ulmfit_lib.inference import TextClassifier, prediction_threads

@@ -155,11 +155,14 @@ def test_tokenizer_transform_decode_and_path(tmp_path):
 
 
 def test_defaults_read_only_view():
-    "`defaults.text_proc_rules` (the chapter prints it) shows the default rules and cannot be changed."
+    "`defaults.text_proc_rules` (the chapter prints it) shows the default rules as fastai's lists and cannot be changed."
     import ulmfit_lib.all as A
     from fastcore.basics import defaults as fdefaults
-    assert A.defaults.text_proc_rules == tuple(text_proc_rules)
-    assert A.defaults.text_postproc_rules == tuple(text_postproc_rules) and A.defaults.text_spec_tok == tuple(text_spec_tok)
+    assert A.defaults.text_proc_rules == text_proc_rules and type(A.defaults.text_proc_rules) is list
+    assert A.defaults.text_postproc_rules == text_postproc_rules and A.defaults.text_spec_tok == text_spec_tok
+    assert A.defaults.text_spec_tok + ['xxnew'] == fdefaults.text_spec_tok + ['xxnew']   # fastai's text tests do this
+    A.defaults.text_proc_rules.append(str.upper); A.defaults.text_spec_tok.clear()     # a caller's copy, not ours
+    assert A.defaults.text_proc_rules == text_proc_rules and A.defaults.text_spec_tok == text_spec_tok
     with pytest.raises(AttributeError): A.defaults.text_proc_rules = []
     assert A.defaults.cpus == fdefaults.cpus               # fastai's other defaults still read through
     with pytest.raises(AttributeError): A.defaults.cpus = 1

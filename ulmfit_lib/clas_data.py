@@ -178,8 +178,8 @@ def show_batch(self: SortedDL, b=None, max_n=9, ctxs=None, show=True, unique=Fal
     b = self.one_batch() if b is None else b
     texts = [' '.join(vocab[i] for i in r[r != self.pad_idx][:trunc_at].tolist()) for r in b[0][:max_n]]
     df = pd.DataFrame({'text': texts} if len(b) < 2 else {'text': texts, 'category': b[1][:max_n].tolist()})
-    if show: display_df(df)
-    return df
+    if not show: return df
+    display_df(df)                    # and returns None, as fastai's: a cell shows the table once
 
 # %% ../nbs/04_clas_data.ipynb #9b04c410
 _all_ = ['pad_input', 'Pad_Input']   # fastai's, re-exported: `SortedDL(ds, before_batch=partial(pad_input, pad_idx=0))`

@@ -39,7 +39,8 @@ def atomic_torch_save(obj, file, pickle_protocol=2):
 
 def _fastai_safe_globals():
     "The extra types fastai's `load_model` admits in optimizer states: fastcore's `L` and numpy scalars/dtypes."
-    return [L, np.core.multiarray.scalar, np.dtype, *[getattr(np.dtypes, dt) for dt in np.dtypes.__all__]]
+    scalar = (np._core if hasattr(np, '_core') else np.core).multiarray.scalar   # numpy 2 warns on `np.core`
+    return [L, scalar, np.dtype, *[getattr(np.dtypes, dt) for dt in np.dtypes.__all__]]
 
 def safe_torch_load(file, map_location='cpu', opt_globals=False):
     "`torch.load(file, weights_only=True)`: `UnpicklingError` for pickled code, `ValueError` for a corrupt file."

@@ -243,8 +243,8 @@ def show_batch(self: LMDataLoader, b=None, max_n=9, ctxs=None, show=True, unique
         x, y = self.one_batch() if b is None else b
         cols = [[' '.join(vocab[i] for i in r[:trunc_at].tolist()) for r in t[:max_n]] for t in (x, y)]
     df = pd.DataFrame({'text': cols[0], 'text_': cols[1]})
-    if show: display_df(df)
-    return df
+    if not show: return df
+    display_df(df)                    # and returns None, as fastai's: a cell shows the table once
 
 # %% ../nbs/03_lm_data.ipynb #b3a54972
 def split_docs(ids, offsets, idx):

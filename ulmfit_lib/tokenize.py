@@ -11,7 +11,6 @@ __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_
 # %% ../nbs/01_tokenize.ipynb #c969962a
 import hashlib, html, os, re, shutil, tempfile, unicodedata
 from collections import Counter
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 import numpy as np
@@ -111,12 +110,13 @@ class compose_rules:
         return t
 
 # %% ../nbs/01_tokenize.ipynb #59147fc1
-@dataclass(frozen=True)
 class TextDefaults:
-    "Read-only text defaults; other names read fastcore's `defaults`"
-    text_spec_tok: tuple
-    text_proc_rules: tuple
-    text_postproc_rules: tuple
+    "Text defaults as fastai's lists, a fresh copy at each read; other names read fastcore's `defaults`"
+    def __init__(self, spec_tok, proc_rules, postproc_rules): self.__dict__['_d'] = (tuple(spec_tok), tuple(proc_rules), tuple(postproc_rules))
+    text_spec_tok       = property(lambda self: list(self._d[0]))
+    text_proc_rules     = property(lambda self: list(self._d[1]))
+    text_postproc_rules = property(lambda self: list(self._d[2]))
+    def __setattr__(self, k, v): raise AttributeError(f"defaults.{k} is read-only: pass `rules=`/`special_toks=` instead")
     def __getattr__(self, k): return getattr(fastcore_defaults, k)
 
 # %% ../nbs/01_tokenize.ipynb #2866d8ab
