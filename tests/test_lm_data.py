@@ -201,3 +201,15 @@ def test_empty_loader_from_new():
     t = dls.test_dl(['The 10 11'] * 3)                    # raw texts: tokenized and numericalized with the loaders' vocab
     assert t.dataset[0][0].tolist() == [2, 8, 9, 10, 11]
     with pytest.raises(ValueError, match='no documents'): LMDataLoader([])
+
+
+def test_fastai_distributed_dl_by_hand_is_refused():
+    "Wrapped by hand in fastai's `DistributedDL`, an LM loader says `len` n/2 but read whole; it refuses, naming `ShardedDL`."
+    from fastai.distributed import DistributedDL
+    class HostDDL(DistributedDL):                       # fastai's own tests stand in for the CUDA broadcast the same way
+        def _broadcast(self, t, rank): return list(t)
+    dl = LMDataLoader([np.arange(1000) + i for i in range(20)], bs=8, seq_len=10)
+    d = HostDDL(dl, rank=0, world_size=2)
+    assert len(d) == -(-len(dl) // 2)
+    with pytest.raises(ValueError, match='ShardedDL'): list(d)
+    assert sum(1 for _ in dl) == len(dl)               # alone, the loader still reads every batch

@@ -181,7 +181,8 @@ def test_job_writes_the_safe_classifier(piped_run):
     from ulmfit_lib.learner import safe_torch_load
     out = piped_run[0]
     rep = json.loads((out/'report.json').read_text())
-    assert Path(rep['classifier']['folder']) == out/'classifier'
+    assert rep['classifier']['folder'] == 'classifier'            # relative to --out (issue 26)
+    assert not any(os.path.isabs(f) for st in ('lm', 'classifier') for f in json.loads((out/'report.json').read_text())[st].get('files', []))
     clf = load_classifier(out/'classifier')
     assert list(clf.classes) == ['neg', 'pos']
     trained = safe_torch_load(next(out.rglob('classifier.pth')), opt_globals=True)

@@ -708,5 +708,6 @@ d = { 'settings': { 'branch': 'main',
                                    'ulmfit_lib.ulmfit._run_stages': ('ulmfit.html#_run_stages', 'ulmfit_lib/ulmfit.py'),
                                    'ulmfit_lib.ulmfit.default_threads': ('ulmfit.html#default_threads', 'ulmfit_lib/ulmfit.py'),
                                    'ulmfit_lib.ulmfit.main': ('ulmfit.html#main', 'ulmfit_lib/ulmfit.py'),
+                                   'ulmfit_lib.ulmfit.relative_paths': ('ulmfit.html#relative_paths', 'ulmfit_lib/ulmfit.py'),
                                    'ulmfit_lib.ulmfit.report_table': ('ulmfit.html#report_table', 'ulmfit_lib/ulmfit.py'),
                                    'ulmfit_lib.ulmfit.run_ulmfit': ('ulmfit.html#run_ulmfit', 'ulmfit_lib/ulmfit.py')}}}

@@ -197,6 +197,9 @@ def __len__(self: LMDataLoader): return len(self.batch_bounds()) if self.vary_se
 @patch
 def create_batches(self: LMDataLoader, samps):
     if self.n_tok == 0: return                         # an empty loader (`new_empty`): no batches
+    if samps is not None and sum(1 for _ in samps) != self.n:   # fastai's `DistributedDL` passes one rank's share
+        raise ValueError('an LMDataLoader reads its whole stream, it cannot take a share of the samples: '
+                         'wrap it in `ShardedDL` (ulmfit_lib.distributed), or train under `learn.distrib_ctx()`')
     self._order = self.doc_order()                     # once per epoch
     self._stream = self.make_stream(self._order)
     X, Y = self._rows()
