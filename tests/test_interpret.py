@@ -7,8 +7,10 @@ import pytest
 import torch
 from fastai.interpret import ClassificationInterpretation
 from fastai.metrics import accuracy
-from ulmfit_lib.data import imdb_sample, read_text
-from ulmfit_lib.tokenize import tokenize_corpus, WordTokenizer
+from ulmfit_lib.basics import read_text
+from ulmfit_lib.data import imdb_sample
+from ulmfit_lib.tokenize import WordTokenizer
+from ulmfit_lib.corpus import tokenize_corpus
 from ulmfit_lib.numericalize import corpus_vocab
 from ulmfit_lib.clas_data import clas_dls_from_corpus
 from ulmfit_lib.awd_lstm import AWD_LSTM
