@@ -28,7 +28,8 @@ def main():
     from ulmfit_lib.corpus import tokenize_corpus
     from ulmfit_lib.numericalize import corpus_vocab
     from ulmfit_lib.awd_lstm import AWD_LSTM, get_text_classifier
-    from ulmfit_lib.inference import TextClassifier, prediction_threads
+    from ulmfit_lib.inference import TextClassifier
+    from ulmfit_lib.predict import prediction_threads
     torch_default = torch.get_num_threads()
     ours = prediction_threads()
     print(f'{platform.platform()}, {os.cpu_count()} cores, torch {torch.__version__}, '

@@ -9,6 +9,7 @@ from ulmfit_lib.awd_lstm import AWD_LSTM, get_text_classifier
 from ulmfit_lib.clas_data import TextDataLoaders
 from ulmfit_lib.learner import text_classifier_learner
 import ulmfit_lib.inference as inf
+import ulmfit_lib.predict as cli
 from ulmfit_lib.inference import (save_classifier, load_classifier, TextClassifier, inference_batches, CONFIG_FILE,
                                   VOCAB_FILE, WEIGHTS_FILE)
 
@@ -186,7 +187,7 @@ def test_save_never_replaces_a_foreign_folder(trained, tmp_path):
 
 
 def _cli(args, tmp_path, stdin=None):
-    return subprocess.run([sys.executable, '-m', 'ulmfit_lib.inference', *map(str, args)], input=stdin, capture_output=True,
+    return subprocess.run([sys.executable, '-m', 'ulmfit_lib.predict', *map(str, args)], input=stdin, capture_output=True,
                           text=True, env=_env(), cwd=tmp_path, timeout=300)
 
 
@@ -223,7 +224,7 @@ def test_cli_errors_exit_2_with_one_line(trained, tmp_path, case, msg, capsys, m
             'column': [folder, '--csv', tmp_path/'in.csv', '--text-col', 'text'], 'empty': [folder, '-'],
             'nofile': [folder, tmp_path/'nope.txt', '--out', tmp_path/'o.csv'], 'csv_alone': [folder, '--csv', tmp_path/'in.csv']}[case]
     monkeypatch.setattr(sys, 'stdin', __import__('io').StringIO('' if case == 'empty' else 'a text\n'))
-    assert inf.main([str(a) for a in args]) == 2
+    assert cli.main([str(a) for a in args]) == 2
     out, err = capsys.readouterr()
     assert out == '' and len(err.splitlines()) == 1 and msg in err, err
     assert not (tmp_path/'o.csv').exists()
@@ -245,7 +246,7 @@ def _cli_bytes(args, tmp_path, stdin=b'', limit_mb=None, timeout=300):
     def cap():
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (limit_mb << 20, limit_mb << 20))
-    return subprocess.run([sys.executable, '-m', 'ulmfit_lib.inference', *map(str, args)], input=stdin, capture_output=True,
+    return subprocess.run([sys.executable, '-m', 'ulmfit_lib.predict', *map(str, args)], input=stdin, capture_output=True,
                           env=_env(), cwd=tmp_path, timeout=timeout, preexec_fn=cap if limit_mb else None)
 
 
@@ -275,7 +276,7 @@ def test_out_over_an_input_is_refused_and_nothing_changes(trained, tmp_path, cas
     before = _snap(tmp_path/'in.txt', tmp_path/'c.csv')
     args = {'csv': [folder, '--csv', 'c.csv', '--text-col', 'review'], 'stdin': [folder, '-']}.get(case, [folder, 'in.txt'])
     with open(tmp_path/'in.txt', 'rb') as f:
-        r = subprocess.run([sys.executable, '-m', 'ulmfit_lib.inference', *map(str, args), '--out', out], stdin=f,
+        r = subprocess.run([sys.executable, '-m', 'ulmfit_lib.predict', *map(str, args), '--out', out], stdin=f,
                            capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
     _exit2(r, f'--out {out}', 'the same file')
     assert _snap(tmp_path/'in.txt', tmp_path/'c.csv') == before
@@ -287,7 +288,7 @@ def test_stdin_lines_split_at_newline_only(trained, tmp_path):
     "Item 4: separators that `str.splitlines` also cuts at stay inside their line; `\\r\\n` ends a line; ids are line numbers."
     learn, folder, texts = trained
     lines = ['A fine\u2028film.', 'Dull\x0cand\x85long.', 'x\x1cy\x1dz\x1eend', 'Great!']
-    assert inf.split_lines('\r\n'.join(lines) + '\r\n') == lines and inf.split_lines('a\n\nb') == ['a', '', 'b'] and inf.split_lines('') == []
+    assert cli.split_lines('\r\n'.join(lines) + '\r\n') == lines and cli.split_lines('a\n\nb') == ['a', '', 'b'] and cli.split_lines('') == []
     r = _cli_bytes([folder, '-', '--n-workers', '0'], tmp_path, stdin=('\r\n'.join(lines[:2]) + '\n' + '\n'.join(lines[2:])).encode())
     assert r.returncode == 0, r.stderr
     import pandas as pd
@@ -386,8 +387,8 @@ def test_threads_flag_runs(trained, tmp_path):
     import pandas as pd
     out = pd.read_csv(__import__('io').StringIO(r.stdout))
     np.testing.assert_allclose(out[['p_neg', 'p_pos']].values, load_classifier(folder).predict_proba(['A fine film.', 'Dull.']), atol=2e-6)
-    assert inf.prediction_threads(n_cpus=2, load=5.0) == 1 and inf.prediction_threads(n_cpus=8, load=7.6) == 1
-    assert inf.prediction_threads(n_cpus=64, load=0.) == torch.get_num_threads() and inf.prediction_threads(n_cpus=4, load=2.2) == min(2, torch.get_num_threads())
+    assert cli.prediction_threads(n_cpus=2, load=5.0) == 1 and cli.prediction_threads(n_cpus=8, load=7.6) == 1
+    assert cli.prediction_threads(n_cpus=64, load=0.) == torch.get_num_threads() and cli.prediction_threads(n_cpus=4, load=2.2) == min(2, torch.get_num_threads())
 
 
 def test_unclear_errors_name_the_input_and_line(trained, tmp_path):
@@ -462,4 +463,4 @@ def test_csv_output_escapes_formulas_and_flags_empty_texts(trained, tmp_path):
     assert all(row[1] in ('\'=HYPERLINK("http://x")', "'@neg") for row in rows[1:])
     p = np.array([[float(x) for x in row[2:4]] for row in rows[1:]])
     np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
-    assert inf.csv_safe('-1') == "'-1" and inf.csv_safe('+') == "'+" and inf.csv_safe('pos') == 'pos'
+    assert cli.csv_safe('-1') == "'-1" and cli.csv_safe('+') == "'+" and cli.csv_safe('pos') == 'pos'

@@ -1,13 +1,14 @@
 "Explanations: a score for every token, batch = alone, integrated gradients' completeness, the deletion test against random on a small real classifier, pictures, bad input."
-import json, resource, shutil
+import json, os, resource, shutil, subprocess, sys
 from pathlib import Path
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from fastai.interpret import ClassificationInterpretation
 from fastai.metrics import accuracy
-from ulmfit_lib.data import imdb_sample
 from ulmfit_lib.basics import read_text
+from ulmfit_lib.data import imdb_sample
 from ulmfit_lib.tokenize import WordTokenizer
 from ulmfit_lib.corpus import tokenize_corpus
 from ulmfit_lib.numericalize import corpus_vocab
@@ -176,3 +177,80 @@ def test_classification_interpretation(real):
         assert (e.ids == np.asarray(x)).all() and t == clf.classes[int(y)] and e.label != t   # the worst are mistakes
     lc = learner_classifier(learn)
     assert lc.classes == clf.classes and lc.vocab == clf.vocab
+
+
+# --- `ulmfit-predict --explain K --html FILE` (ulmfit_lib.predict) ---
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(args, cwd):
+    env = {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', '')}
+    return subprocess.run([sys.executable, '-m', 'ulmfit_lib.predict', *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope='module')
+def cli_inputs(real, tmp_path_factory):
+    "`(folder, files)`: the small trained classifier saved, and four real reviews as files."
+    learn, clf, texts = real
+    tmp = tmp_path_factory.mktemp('cli')
+    folder = save_classifier(learn, tmp/'clf', classes=['neg', 'pos'], tok=WordTokenizer())
+    files = []
+    for i, t in enumerate(texts[:4]):
+        (tmp/f'r{i}.txt').write_text(t, encoding='utf-8'); files.append(tmp/f'r{i}.txt')
+    return folder, files
+
+
+@pytest.fixture(scope='module')
+def untrained_cli_inputs(imdb_path, tmp_path_factory):
+    "`(folder, files)`: an untrained tiny classifier (flag checks need no trained one) and one real review as a file."
+    s = imdb_sample(imdb_path, n_train=16, n_valid=8, seed=1)
+    trn = tokenize_corpus(s.train, path=imdb_path, progress=False, n_workers=0)
+    val = tokenize_corpus(s.valid, path=imdb_path, progress=False, n_workers=0)
+    dls = clas_dls_from_corpus(trn, val, corpus_vocab(trn, min_freq=2), bs=8, seq_len=20)
+    learn = text_classifier_learner(dls, AWD_LSTM, seq_len=20, config=dict(emb_sz=16, n_hid=32, n_layers=1), pretrained=False)
+    tmp = tmp_path_factory.mktemp('cli_tiny')
+    folder = save_classifier(learn, tmp/'clf', classes=['neg', 'pos'])
+    (tmp/'r0.txt').write_text(read_text(s.valid[0]), encoding='utf-8')
+    return folder, [tmp/'r0.txt']
+
+
+def test_cli_top_words_column_and_html(real, cli_inputs, tmp_path):
+    "`ulmfit-predict MODEL FILES --explain 5 --html FILE`: a top_words JSON column (the library's top words) and every input's heat map."
+    learn, clf, texts = real
+    folder, files = cli_inputs
+    r = _cli([folder, *files, '--explain', 5, '--html', tmp_path/'maps.html', '--out', tmp_path/'o.csv', '--threads', 1, '--n-workers', 0], tmp_path)
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(tmp_path/'o.csv', dtype=str, keep_default_na=False)
+    assert df.columns[-1] == 'top_words' and len(df) == 4
+    for row, e in zip(df.itertuples(), explain(clf, texts[:4])):
+        got, want = json.loads(row.top_words), top_words(e, 5)
+        assert row.label == e.label and [w for w, _ in got] == [w for w, _ in want]
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in want], atol=1e-4)
+    h = (tmp_path/'maps.html').read_text(encoding='utf-8')
+    assert h.startswith('<!DOCTYPE html>') and h.count('<p>') == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['maps.html', 'o.csv']          # written atomically: no temporary left
+    r = _cli([folder, *files[:2], '--threads', 1, '--n-workers', 0], tmp_path)              # without the flag: no column
+    assert r.returncode == 0 and 'top_words' not in r.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize('k', ['0', '-2', 'x', '1.5'])
+def test_cli_bad_explain_exits_2_naming_the_flag(untrained_cli_inputs, tmp_path, k):
+    folder, files = untrained_cli_inputs
+    r = _cli([folder, files[0], '--explain', k, '--html', tmp_path/'m.html'], tmp_path)
+    assert r.returncode == 2 and r.stdout == '', (r.returncode, r.stdout)
+    assert len(r.stderr.strip().splitlines()) == 1 and '--explain' in r.stderr, r.stderr
+    assert not (tmp_path/'m.html').exists()
+
+
+def test_cli_html_refused_where_out_would_be(untrained_cli_inputs, tmp_path):
+    "`--html` is never an input, a folder, a file in the model folder or the `--out` file: exit 2, one line naming `--html`, nothing written."
+    folder, files = untrained_cli_inputs
+    before = files[0].read_bytes()
+    (tmp_path/'adir').mkdir()
+    for html_, extra, msg in [(files[0], [], 'is the input'), (tmp_path/'adir', [], 'is a folder'), (folder/'m.html', [], 'lies in the model folder'),
+                              (tmp_path/'x.csv', ['--out', tmp_path/'x.csv'], 'is also --out')]:
+        r = _cli([folder, files[0], '--html', html_, *extra], tmp_path)
+        assert r.returncode == 2 and r.stdout == '' and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert '--html' in r.stderr and msg in r.stderr, r.stderr
+    assert files[0].read_bytes() == before and not (folder/'m.html').exists() and sorted(p.name for p in tmp_path.iterdir()) == ['adir']

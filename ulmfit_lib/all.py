@@ -16,6 +16,7 @@ from .sweep import *
 from .ulmfit import *
 from .inference import *
 from .interpret import *
+from .predict import *
 from .baseline import *
 from .distributed import *   # also gives `Learner` fastai's `distrib_ctx`, `to_distributed`
 from fastai.distributed import DistributedTrainer, DistributedDL, rank0_first, setup_distrib, teardown_distrib

@@ -131,7 +131,7 @@ def _explain_one_model(clf, ids, target, method, n_steps, baseline, bs, max_toke
 
 # %% ../nbs/08a_interpret.ipynb #a2500019
 def _members(clf):
-    "The `TextClassifier`s of `clf`, by what they have (`python -m ulmfit_lib.inference` makes its own copy of the classes)"
+    "The `TextClassifier`s of `clf`, by what they have (`python -m ulmfit_lib.predict` makes its own copy of the classes)"
     if isinstance(getattr(clf, 'members', None), list): return clf.members
     if hasattr(clf, 'predict_proba_ids') and hasattr(clf, 'model'): return [clf]
     raise TypeError(f'explain needs a TextClassifier or an EnsembleClassifier (load_classifier), got {type(clf).__name__}')
