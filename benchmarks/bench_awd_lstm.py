@@ -62,7 +62,8 @@ def train_step(model, opt, x, y, lm=True):
     loss.backward(); opt.step(); opt.zero_grad()
 
 
-def bench_lm(a):
+def lm_pair(a):
+    "Our LM and fastai's with the same weights, a random batch `(x, y)` of `a.bs` x `a.sl`, and an Adam for each model"
     torch.manual_seed(0)
     ours = get_language_model(AWD_LSTM, a.vocab, config=a.cfg)
     theirs = fa.get_language_model(fa.AWD_LSTM, a.vocab, config=a.cfg)
@@ -71,6 +72,11 @@ def bench_lm(a):
     b = torch.randint(0, a.vocab, (a.bs, a.sl + 1), generator=g)
     x, y = b[:, :-1], b[:, 1:]
     opts = {id(m): torch.optim.Adam(m.parameters(), lr=1e-5) for m in (ours, theirs)}
+    return ours, theirs, x, y, opts
+
+
+def bench_lm(a):
+    ours, theirs, x, y, opts = lm_pair(a)
     tr = side_by_side({k: (lambda m=m: train_step(m, opts[id(m)], x, y)) for k, m in (('ours', ours), ('fastai', theirs))}, a.runs)
     for m in (ours, theirs): m.eval(); m.reset()
     def infer(m):

@@ -18,7 +18,7 @@ import torch
 import fastai
 import fastai.text.all as fa
 from ulmfit_lib.awd_lstm import AWD_LSTM, get_language_model, awd_lstm_lm_config
-from bench_awd_lstm import side_by_side, train_step
+from bench_awd_lstm import side_by_side, train_step, lm_pair
 
 warnings.filterwarnings('ignore', category=UserWarning)
 
@@ -46,14 +46,7 @@ def main():
     print(f'- model emb {a.cfg["emb_sz"]}, hidden {a.cfg["n_hid"]}, {a.cfg["n_layers"]} layers, vocab {a.vocab:,}; '
           f'batch {a.bs} x {a.sl}; {a.runs} runs per side (ABBA), {a.warmup} warm-up')
     print(f'- load average at start {os.getloadavg()}\n', flush=True)
-    torch.manual_seed(0)
-    ours = get_language_model(AWD_LSTM, a.vocab, config=a.cfg)
-    theirs = fa.get_language_model(fa.AWD_LSTM, a.vocab, config=a.cfg)
-    theirs.load_state_dict(ours.state_dict(), strict=True)
-    g = torch.Generator().manual_seed(0)
-    b = torch.randint(0, a.vocab, (a.bs, a.sl + 1), generator=g)
-    x, y = b[:, :-1], b[:, 1:]
-    opts = {id(m): torch.optim.Adam(m.parameters(), lr=1e-5) for m in (ours, theirs)}
+    ours, theirs, x, y, opts = lm_pair(a)
     res = side_by_side({k: (lambda m=m: train_step(m, opts[id(m)], x, y)) for k, m in (('ours', ours), ('fastai', theirs))},
                        a.runs, warmup=a.warmup)
     mo, mf = statistics.median(res['ours']), statistics.median(res['fastai'])

@@ -5,6 +5,15 @@ import pytest
 
 NBS = sorted((Path(__file__).resolve().parents[1]/'nbs').glob('*.ipynb'))
 
+def _known(names, why):
+    "`NBS` with the notebooks `names` marked as known failures (strict: the mark must go once they are fixed)"
+    return [pytest.param(nb, marks=pytest.mark.xfail(reason=why, strict=True)) if nb.stem in names else nb for nb in NBS]
+
+# Stored before the fixes of issue 26: chapter 10's outputs come from a smoke run (about half an hour on 2 cores,
+# not redone yet); 07d's cells print the job's log, which names its temporary folders.
+PATHS_KNOWN = _known({'10_ulmfit_imdb', '07d_ulmfit'}, 'outputs stored before issue 26: re-run to drop machine paths')
+TWICE_KNOWN = _known({'10_ulmfit_imdb'}, "chapter 10's smoke outputs predate show_batch returning None")
+
 
 def _code_cells(nb): return [c for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
 
@@ -34,3 +43,44 @@ def test_every_displayed_value_is_stored(nb):
            and not src.rstrip().endswith(';') and not c.get('outputs'):
             missing.append(src.splitlines()[-1][:80])
     assert not missing, f'{nb.name}: cells ending in a displayed value with no stored output: {missing}'
+
+
+# A path of the machine that ran a notebook (a home, a temporary folder, a work tree) means nothing to a reader.
+MACHINE_PATH = __import__('re').compile(r'(?<![\w.])(/tmp/|/var/folders/|/root/|/home/\w+/|/Users/\w+/|/work/|[A-Z]:\\\\Users)')
+
+def _texts(o):
+    "The text a reader sees of one stored output (streams, plain text, HTML, markdown; not images)."
+    if o.get('output_type') == 'stream': yield ''.join(o.get('text', ''))
+    for k, v in o.get('data', {}).items():
+        if k.startswith('text/') or k == 'application/json': yield v if isinstance(v, str) else ''.join(v) if isinstance(v, list) else str(v)
+
+
+@pytest.mark.parametrize('nb', PATHS_KNOWN, ids=lambda p: p.name)
+def test_no_machine_paths_in_outputs(nb):
+    hits = [m.group(0) + t[m.end():m.end() + 40].split('\n')[0] for c in _code_cells(nb) for o in c.get('outputs', [])
+            for t in _texts(o) for m in MACHINE_PATH.finditer(t)]
+    assert not hits, f'{nb.name} stores absolute paths of the machine that ran it: {hits[:5]}'
+
+
+def test_no_machine_paths_in_committed_reports():
+    root = Path(__file__).resolve().parents[1]
+    hits = [f'{f.relative_to(root)}: {m.group(0)}' for f in root.glob('nbs/**/*.json') for m in MACHINE_PATH.finditer(f.read_text())]
+    assert not hits, f'committed reports hold absolute paths: {hits[:5]}'
+
+
+def _table_cells(o):
+    "The cell texts of an HTML table in one output, whatever rendered it (`display(HTML(...))` or a DataFrame's repr)."
+    import re
+    h = o.get('data', {}).get('text/html', '')
+    h = ''.join(h) if isinstance(h, list) else h
+    return tuple(re.sub(r'\\s+', ' ', t).strip() for t in re.findall(r'<td[^>]*>(.*?)</td>', h, re.S))
+
+
+@pytest.mark.parametrize('nb', TWICE_KNOWN, ids=lambda p: p.name)
+def test_nothing_displayed_twice(nb):
+    "A cell shows each table once (fastai's `show_batch` displays its table and returns None)."
+    twice = []
+    for c in _code_cells(nb):
+        tables = [t for t in map(_table_cells, c.get('outputs', [])) if t]
+        if len(tables) != len(set(tables)): twice.append(''.join(c['source']).splitlines()[-1][:80])
+    assert not twice, f'{nb.name}: cells that show the same table twice: {twice}'
