@@ -15,6 +15,7 @@ from ulmfit_lib.learner import (language_model_learner, text_classifier_learner,
                                 recorded_direction, dls_backwards, safe_torch_load)
 from ulmfit_lib.inference import save_classifier, load_classifier, EnsembleClassifier, CONFIG_FILE, VOCAB_FILE
 import ulmfit_lib.inference as inf
+from ulmfit_lib.predict import main as predict_main
 
 TINY = dict(awd_lstm_lm_config, emb_sz=8, n_hid=16, n_layers=2)
 CLAS = dict(emb_sz=8, n_hid=16, n_layers=2)
@@ -217,11 +218,12 @@ def test_cli_on_an_ensemble_folder(two_directions, tmp_path):
     with contextlib.redirect_stdout(out), open(tmp_path/'in.txt') as f:
         import sys
         old, sys.stdin = sys.stdin, f
-        try: assert inf.main([str(folder), '-']) == 0
+        try: assert predict_main([str(folder), '-']) == 0
         finally: sys.stdin = old
     rows = out.getvalue().splitlines()
-    assert rows[0] == 'text_id,label,p_neg,p_pos' and len(rows) == 3
-    np.testing.assert_allclose([[float(x) for x in r.split(',')[2:]] for r in rows[1:]],
+    assert rows[0] == 'text_id,label,p_neg,p_pos,empty' and len(rows) == 3     # `empty`: issue 24, item 11
+    assert [r.split(',')[-1] for r in rows[1:]] == ['false', 'false']
+    np.testing.assert_allclose([[float(x) for x in r.split(',')[2:4]] for r in rows[1:]],
                                load_classifier(folder).predict_proba(texts[-2:]), atol=1e-5)
 
 
