@@ -10,8 +10,8 @@ def _known(names, why):
     return [pytest.param(nb, marks=pytest.mark.xfail(reason=why, strict=True)) if nb.stem in names else nb for nb in NBS]
 
 # Stored before the fixes of issue 26: chapter 10's outputs come from a smoke run (about half an hour on 2 cores,
-# not redone yet); 07d's cells print the job's log, which names its temporary folders.
-PATHS_KNOWN = _known({'10_ulmfit_imdb', '07d_ulmfit'}, 'outputs stored before issue 26: re-run to drop machine paths')
+# not redone yet).
+PATHS_KNOWN = _known({'10_ulmfit_imdb'}, 'outputs stored before issue 26: re-run to drop machine paths')
 TWICE_KNOWN = _known({'10_ulmfit_imdb'}, "chapter 10's smoke outputs predate show_batch returning None")
 
 
