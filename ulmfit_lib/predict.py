@@ -9,7 +9,7 @@ __all__ = ['split_lines', 'read_csv_texts', 'read_inputs', 'csv_safe', 'write_pr
 import argparse, contextlib, csv, io, os, pickle, sys
 from pathlib import Path
 import torch
-from .basics import atomic_write, check_number
+from .basics import check_device, atomic_write, check_number
 from .inference import load_classifier
 from .interpret import explain, top_words_json, write_explanation_html
 
@@ -93,15 +93,6 @@ class _Parser(argparse.ArgumentParser):
     "argparse with its errors on one line (exit 2), like ours"
     def error(self, message): self.exit(2, f'{self.prog}: error: {" ".join(message.split())}\n')
 
-def _check_device(device):
-    "The torch device of `--device` (default cpu); `ValueError` naming the flag, as `ulmfit-imdb` does"
-    try: dev = torch.device(device if device is not None else 'cpu')
-    except (RuntimeError, ValueError) as e: raise ValueError(f'--device {device!r} is not a device (cpu, cuda, cuda:N): {e}') from None
-    if dev.type not in ('cpu', 'cuda'): raise ValueError(f'--device {device!r}: choose cpu or cuda')
-    if dev.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f'--device {device!r}: CUDA is not available here')
-    if dev.type == 'cuda' and (dev.index or 0) >= torch.cuda.device_count(): raise ValueError(f'--device {device!r}: no such GPU')
-    return dev
-
 def _check_out(out, inputs, model_dir, flag='--out'):
     "`ValueError` naming `flag` if `out` is a folder, lies under a file or in the model folder, or is one of `inputs` (`-`: stdin's file)"
     o = Path(out).expanduser()
@@ -141,7 +132,7 @@ def main(argv=None):
         check_number(a.bs, '--bs', lo=1, integer=True)
         if a.n_workers is not None: check_number(a.n_workers, '--n-workers', lo=0, integer=True)
         if a.threads is not None: check_number(a.threads, '--threads', lo=1, hi=4096, integer=True)
-        dev = _check_device(a.device)
+        dev = check_device(a.device, 'cpu')
         if a.explain is not None: check_number(a.explain, '--explain', lo=1, integer=True)
         inputs = [*a.files, *([a.csv] if a.csv else [])]
         if a.out is not None: _check_out(a.out, inputs, a.model_dir)

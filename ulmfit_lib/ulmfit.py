@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastai.imports import noop            # the `noop` that `Learner.no_logging` sets
-from .basics import check_number, is_ours
+from .basics import check_number, check_device, is_ours
 from .data import IMDB_ENV
-from .profile import Profile, get_profile, pick_device, parse_set
+from .profile import Profile, get_profile, parse_set
 from .imdb_data import (prepare_imdb, save_data_cache, load_data_cache, check_cache_target, check_settings,
                                   imdb_texts, check_texts)
 from .stages import (Run, StageResult, general_lm, finetune_lm, classifier, control_classifier, baseline_stage,
@@ -317,10 +317,7 @@ def _parse_labels(s, n_train):
 
 def _check_flags(a):
     "The device of the flags `a`; `ValueError` naming the flag that is wrong, before any work"
-    try: dev = pick_device(a.device)
-    except (RuntimeError, ValueError) as e: raise ValueError(f'--device {a.device!r} is not a device (cpu, cuda, cuda:N): {e}') from None
-    if dev.type not in ('cpu', 'cuda'): raise ValueError(f'--device {a.device!r}: choose cpu or cuda')
-    if dev.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f'--device {a.device!r}: CUDA is not available here')
+    dev = check_device(a.device)
     if a.threads is not None and a.threads < 1: raise ValueError(f'--threads must be at least 1, got {a.threads}')
     if a.time_budget is not None and not (a.time_budget > 0 and math.isfinite(a.time_budget)):
         raise ValueError(f'--time-budget must be a positive number of seconds, got {a.time_budget}')
