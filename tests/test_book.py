@@ -6,6 +6,7 @@ so the book's full-size AWD-LSTM trains in seconds on a CPU); everything else is
 Chapter 10's code (tokenization, batching, the DataBlock language model and classifier, generation, gradual unfreezing)
 is not here: `nbs/10_ulmfit_imdb.ipynb` runs those cells itself, visibly, at the profile's sizes, and CI runs it."""
 import math, os, shutil
+from pathlib import Path
 import pytest
 
 
@@ -61,3 +62,24 @@ def test_chapter1(book):
     label, idx, probs = book['res']
     assert label in ('neg', 'pos') and int(idx) == ['neg', 'pos'].index(label)
     assert probs.shape == (2,) and abs(float(probs.sum()) - 1) < 1e-5
+
+
+def test_chapter10_wikitext103_path(wt103_tiny, imdb_path, tmp_path):
+    """Chapter 10 at `tiny` with `ULMFIT_WT103_ARCHIVE` set (issue 22, item 4): stages 1-2 run the book's cells, from an
+    archive in fastai's WikiText-103 format put where `untar_data` looks, not our scratch stand-in. fastai's home is a
+    temporary folder (its `data/imdb` the extracted archive), so nothing lands in the real one."""
+    import subprocess
+    arch, _ = wt103_tiny
+    home, run = tmp_path/'fastai_home', tmp_path/'run'
+    (home/'data').mkdir(parents=True); (home/'data'/'imdb').symlink_to(imdb_path)
+    nb = Path(__file__).resolve().parents[1]/'nbs'/'10_ulmfit_imdb.ipynb'
+    env = {**os.environ, 'ULMFIT_PROFILE': 'tiny', 'ULMFIT_WT103_ARCHIVE': str(arch), 'FASTAI_HOME': str(home),
+           'ULMFIT_RUN_DIR': str(run), 'ULMFIT_IMDB_ARCHIVE': os.environ.get('ULMFIT_IMDB_ARCHIVE', '')}
+    r = subprocess.run(['nbdev-test', str(nb), '--n-workers', '1'], capture_output=True, text=True, env=env, timeout=1800,
+                       cwd=nb.parent)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    wt = home/'models'/'wt103-fwd'
+    assert (wt/'.ulmfit_lib').is_file() and (wt/'lstm_fwd.pth').is_file()       # get_wt103 seeded untar_data's folder
+    models = sorted(f.name for f in (run/'imdb'/'models').iterdir())
+    assert '1epoch.pth' in models and 'finetuned.pth' in models, models
+    assert not any(f.startswith('general_lm') for f in models), models             # no stage 1 trained from scratch

@@ -280,7 +280,7 @@ class TextDataLoaders(DataLoaders):
     def from_folder(cls, path, train='train', valid='valid', valid_pct=None, seed=None, vocab=None, text_vocab=None,
                     is_lm=False, tok_tfm=None, seq_len=72, splitter=None, backwards=False, n_workers=None, cache_dir=None,
                     **kwargs):
-        "Texts in `path/train` and `path/valid` (labelled by their parent folder), or a random `valid_pct` of all files"
+        "Texts of `path/train` and `path/valid` labelled by folder, or a random `valid_pct` split"
         path = Path(path)
         if splitter is None and valid_pct is None:
             for name in (train, valid):
