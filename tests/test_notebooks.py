@@ -9,10 +9,8 @@ def _known(names, why):
     "`NBS` with the notebooks `names` marked as known failures (strict: the mark must go once they are fixed)"
     return [pytest.param(nb, marks=pytest.mark.xfail(reason=why, strict=True)) if nb.stem in names else nb for nb in NBS]
 
-# Stored before the fixes of issue 26: chapter 10's outputs come from a smoke run (about half an hour on 2 cores,
-# not redone yet).
-PATHS_KNOWN = _known({'10_ulmfit_imdb'}, 'outputs stored before issue 26: re-run to drop machine paths')
-TWICE_KNOWN = _known({'10_ulmfit_imdb'}, "chapter 10's smoke outputs predate show_batch returning None")
+PATHS_KNOWN = _known(set(), '')     # none left: chapter 10 was re-run at smoke after issue 26's fixes
+TWICE_KNOWN = _known(set(), '')
 
 
 def _code_cells(nb): return [c for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
