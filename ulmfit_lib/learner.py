@@ -303,7 +303,8 @@ def _wt103_files(backwards=False):
     try: model_path = fext.untar_data(fext.URLs.WT103_BWD if backwards else fext.URLs.WT103_FWD, c_key='model')
     except Exception as e:
         warnings.warn(f'could not get the pretrained WikiText-103 weights ({type(e).__name__}: {e}); the model starts '
-                      'from random weights. Train a general LM with `pretrain_lm` and pass `pretrained_fnames`.')
+                      'from random weights. Offline: set ULMFIT_WT103_ARCHIVE to a local wt103-fwd.tgz and call '
+                      '`get_wt103()` first, or train a general LM with `pretrain_lm` and pass `pretrained_fnames`.')
         return None
     fn = [sorted(model_path.glob(f'*.{ext}')) for ext in ('pth', 'pkl')]
     if not fn[0] or not fn[1]: raise FileNotFoundError(f'the pretrained model in {model_path} is incomplete: download it again')
