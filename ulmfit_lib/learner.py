@@ -261,19 +261,22 @@ def load_encoder(self:TextLearner, file, device=None):
     return self
 
 # %% ../nbs/06_learner.ipynb #96931ae3
+def _load_wgts(learn, wgts, old_vocab, what, model=None):
+    "Adapt the pretrained `wgts` (vocab `old_vocab`) to `learn`'s vocab with `match_embeds`, load them, `freeze`"
+    check_direction(wgts, learn.backwards, f'{what}')
+    wgts = match_embeds(wgts, old_vocab, dls_vocab(learn.dls)[0])
+    if model is None and isinstance(get_model(learn.model)[1], LinearDecoder):
+        load_state_checked(get_model(learn.model), wgts, what=f'{what}')
+    else:  # a classifier: only the encoder part (`0.` keys) of the LM
+        enc = {k[2:]: v for k, v in wgts.items() if k.startswith('0.')}
+        load_state_checked(get_encoder(learn.model) if model is None else model, enc, what=f'{what}')
+    learn.freeze()
+    return learn
+
 @patch
 def load_pretrained(self:TextLearner, wgts_fname, vocab_fname, model=None):
     "Load a pretrained LM (fastai's format), adapt it to this vocab with `match_embeds`, and `freeze`."
-    wgts, old_vocab = load_pretrained_files(wgts_fname, vocab_fname)
-    check_direction(wgts, self.backwards, f'{wgts_fname}')
-    wgts = match_embeds(wgts, old_vocab, dls_vocab(self.dls)[0])
-    if model is None and isinstance(get_model(self.model)[1], LinearDecoder):
-        load_state_checked(get_model(self.model), wgts, what=f'{wgts_fname}')
-    else:  # a classifier: only the encoder part (`0.` keys) of the LM
-        enc = {k[2:]: v for k, v in wgts.items() if k.startswith('0.')}
-        load_state_checked(get_encoder(self.model) if model is None else model, enc, what=f'{wgts_fname}')
-    self.freeze()
-    return self
+    return _load_wgts(self, *load_pretrained_files(wgts_fname, vocab_fname), wgts_fname, model=model)
 
 # %% ../nbs/06_learner.ipynb #3314fb03
 class LMLearner(TextLearner):
@@ -317,10 +320,10 @@ def lm_widths(sd):
     hid = sd['0.rnns.0.weight_hh_l0_raw'].shape[1] if '0.rnns.0.weight_hh_l0_raw' in sd else None
     return dict(emb_sz=emb, n_hid=hid, n_layers=n)
 
-def _fit_config(config, default, wgts_fname):
-    "`config` if given, else `default` sized to the pretrained weights in `wgts_fname`"
-    if config is not None or wgts_fname is None: return config
-    return dict(default, **lm_widths(safe_torch_load(wgts_fname)))
+def _fit_config(config, default, wgts):
+    "`config` if given, else `default` sized to the pretrained state dict `wgts` (if any)"
+    if config is not None or wgts is None: return config
+    return dict(default, **lm_widths(wgts))
 
 # %% ../nbs/06_learner.ipynb #e66b4224
 def language_model_learner(dls, arch, config=None, drop_mult=1., backwards=None, pretrained=True,
@@ -333,10 +336,11 @@ def language_model_learner(dls, arch, config=None, drop_mult=1., backwards=None,
         fnames = [learn.path/learn.model_dir/f'{fn}.{ext}' for fn, ext in zip(pretrained_fnames, ['pth', 'pkl'])]
     elif pretrained: fnames = _wt103_files(learn.backwards)
     else: fnames = None
-    if arch is AWD_LSTM: config = _fit_config(config, awd_lstm_lm_config, fnames and fnames[0])
+    pre = load_pretrained_files(*fnames) if fnames is not None else None     # read once: sizes the model, then loads
+    if arch is AWD_LSTM: config = _fit_config(config, awd_lstm_lm_config, pre and pre[0])
     learn.model = get_language_model(arch, len(vocab), config=config, drop_mult=drop_mult)
-    if fnames is not None:
-        learn.load_pretrained(*fnames)
+    if pre is not None:
+        _load_wgts(learn, *pre, fnames[0])
         learn.pretrained_from = str(fnames[0])
     return learn
 
@@ -359,12 +363,13 @@ def text_classifier_learner(dls, arch, seq_len=72, config=None, backwards=None, 
     learn = TextLearner(dls, None, splitter=awd_lstm_clas_split, backwards=backwards, **kwargs)
     learn.pretrained_from = None
     fnames = _wt103_files(learn.backwards) if pretrained else None
-    if arch is AWD_LSTM: config = _fit_config(config, awd_lstm_clas_config, fnames and fnames[0])
+    pre = load_pretrained_files(*fnames) if fnames is not None else None
+    if arch is AWD_LSTM: config = _fit_config(config, awd_lstm_clas_config, pre and pre[0])
     learn.model = get_text_classifier(arch, len(vocab), n_out, seq_len=seq_len, config=config, y_range=y_range,
                                       drop_mult=drop_mult, lin_ftrs=lin_ftrs, ps=ps, max_len=max_len)
     if pretrained:
-        if fnames is not None:
-            learn.load_pretrained(*fnames, model=get_encoder(learn.model))
+        if pre is not None:
+            _load_wgts(learn, *pre, fnames[0], model=get_encoder(learn.model))
             learn.pretrained_from = str(fnames[0])
         learn.freeze()
     return learn
