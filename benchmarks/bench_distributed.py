@@ -36,12 +36,12 @@ def run_one(profile, bs, out=None, n_tokens=N_TOKENS):
     from fastai.metrics import accuracy
     from ulmfit_lib.profile import get_profile
     from ulmfit_lib.awd_lstm import AWD_LSTM
-    from ulmfit_lib.lm_data import lm_dls_from_ids
+    from ulmfit_lib.lm_data import lm_dls_from_ids, TextIds
     from ulmfit_lib.learner import language_model_learner
     from ulmfit_lib.distributed import distributed, world_info
     p = get_profile(profile)
     vocab = ['xxunk', 'xxpad', 'xxbos', 'xxeos', 'xxfld', 'xxrep', 'xxwrep', 'xxup', 'xxmaj'] + [f'w{i}' for i in range(p.max_vocab - 9)]
-    dls = lm_dls_from_ids(*_corpus(len(vocab), n_tokens), vocab, bs=bs, seq_len=p.seq_len, seed=p.seed)
+    dls = lm_dls_from_ids(TextIds.from_ids(*_corpus(len(vocab), n_tokens), vocab=vocab), bs=bs, seq_len=p.seq_len, seed=p.seed)
     torch.manual_seed(0)
     learn = language_model_learner(dls, AWD_LSTM, config=p.lm_config(), drop_mult=p.lm_drop_mult, pretrained=False,
                                    metrics=accuracy, path='/tmp')

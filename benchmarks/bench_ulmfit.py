@@ -30,7 +30,7 @@ def main():
     from ulmfit_lib.data import get_imdb, imdb_sample
     from ulmfit_lib.awd_lstm import AWD_LSTM
     from ulmfit_lib.learner import language_model_learner
-    from ulmfit_lib.lm_data import lm_dls_from_ids
+    from ulmfit_lib.lm_data import lm_dls_from_ids, TextIds
     from ulmfit_lib.profile import get_profile
     p = get_profile('smoke')
     cfg = p.lm_config()
@@ -44,7 +44,7 @@ def main():
     # our learner on the same numericalized documents and the same weights
     docs = [fa_dls.train_ds[i][0].numpy() for i in range(len(fa_dls.train_ds))]
     ids = np.concatenate(docs).astype(np.int32); offs = np.concatenate([[0], np.cumsum([len(d) for d in docs])])
-    ours_dls = lm_dls_from_ids(ids, offs, vocab, bs=p.bs, seq_len=p.seq_len, valid_pct=0.1)
+    ours_dls = lm_dls_from_ids(TextIds.from_ids(ids, offs, vocab=vocab), bs=p.bs, seq_len=p.seq_len, valid_pct=0.1)
     ours = language_model_learner(ours_dls, AWD_LSTM, config=cfg, pretrained=False, drop_mult=p.lm_drop_mult)
     ours.model.load_state_dict(fa.model.state_dict())
     rows = []

@@ -54,10 +54,14 @@ def wt103_tiny(imdb_path, tmp_path_factory):
     validation) was not enough to help: the tiny job fine-tuned from it reached 80.3 against 78.2 from scratch."""
     from ulmfit_lib.awd_lstm import awd_lstm_lm_config
     from ulmfit_lib.data import imdb_sample
+    from ulmfit_lib.corpus import tokenize_corpus
+    from ulmfit_lib.numericalize import corpus_vocab
+    from ulmfit_lib.lm_data import lm_dls_from_corpus
     from ulmfit_lib.learner import pretrain_lm
     from ulmfit_lib.pretrained import save_pretrained_archive
     d = tmp_path_factory.mktemp('wt103')
     s = imdb_sample(imdb_path, n_train=0, n_valid=0, n_unsup=2000, seed=3)
-    gen = pretrain_lm(s.unsup, path=d, config=dict(awd_lstm_lm_config, emb_sz=16, n_hid=32, n_layers=3), epochs=2, lr=3e-2, bs=64, seq_len=48, min_freq=2, max_vocab=2000, cache_dir=d/'tok',
-                      n_workers=1)
+    corpus = tokenize_corpus(s.unsup, n_workers=1, cache_dir=d/'tok', progress=False)
+    dls = lm_dls_from_corpus(corpus, corpus_vocab(corpus, min_freq=2, max_vocab=2000), bs=64, seq_len=48)
+    gen = pretrain_lm(dls, path=d, config=dict(awd_lstm_lm_config, emb_sz=16, n_hid=32, n_layers=3), epochs=2, lr=3e-2)
     return save_pretrained_archive(gen, d/'wt103-fwd.tgz'), gen

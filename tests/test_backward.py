@@ -32,7 +32,7 @@ def _clas_dls(train, valid, vocab, bs=4, seq_len=72, backwards=False, classes=('
     "`SortedDL`s over `TextIds` with one `bs` for both loaders and seed 0 (`clas_dls_from_ids` doubles the valid `bs`)."
     def dl(t, shuffle):
         ids, offs, y = t
-        ds = TextIds(ids, offs[:-1], np.diff(offs), labels=torch.as_tensor(np.asarray(y)), vocab=list(vocab), classes=list(classes))
+        ds = TextIds.from_ids(ids, offs, y, list(vocab), list(classes))
         return SortedDL(ds, bs=bs, shuffle=shuffle, seed=0 if shuffle else None, seq_len=seq_len, vocab=list(vocab), backwards=backwards)
     dls = DataLoaders(dl(train, True), dl(valid, False))
     dls.c = len(classes)
@@ -64,7 +64,7 @@ def test_backward_wt103_through_the_safe_loader(tmp_path, monkeypatch):
     "`pretrained=True` on reversed loaders loads `URLs.WT103_BWD` (as fastai with `backwards=True`), read with weights_only."
     folders = _wt103_folders(tmp_path)
     _patch_untar(monkeypatch, folders)
-    dls = lm_dls_from_ids(*_ids(), VOCAB, bs=4, seq_len=8, backwards=True)
+    dls = lm_dls_from_ids(TextIds.from_ids(*_ids(), vocab=VOCAB), bs=4, seq_len=8, backwards=True)
     learn = language_model_learner(dls, AWD_LSTM, config=TINY, path=tmp_path)    # the direction comes from the loaders
     assert learn.backwards and learn.pretrained_from == str(folders[URLs.WT103_BWD]/'lstm_bwd.pth')
     from fastai.text.all import language_model_learner as fa_lml, AWD_LSTM as FA
@@ -85,8 +85,8 @@ def test_backward_wt103_through_the_safe_loader(tmp_path, monkeypatch):
 
 def test_direction_is_recorded_and_checked(tmp_path):
     ids, offs = _ids()
-    fwd_lm = language_model_learner(lm_dls_from_ids(ids, offs, VOCAB, bs=4, seq_len=8), AWD_LSTM, config=TINY, pretrained=False, path=tmp_path)
-    bwd_lm = language_model_learner(lm_dls_from_ids(ids, offs, VOCAB, bs=4, seq_len=8, backwards=True), AWD_LSTM, config=TINY,
+    fwd_lm = language_model_learner(lm_dls_from_ids(TextIds.from_ids(ids, offs, vocab=VOCAB), bs=4, seq_len=8), AWD_LSTM, config=TINY, pretrained=False, path=tmp_path)
+    bwd_lm = language_model_learner(lm_dls_from_ids(TextIds.from_ids(ids, offs, vocab=VOCAB), bs=4, seq_len=8, backwards=True), AWD_LSTM, config=TINY,
                                     pretrained=False, path=tmp_path)
     assert (fwd_lm.backwards, bwd_lm.backwards) == (False, True)
     fwd_lm.save_encoder('enc_fwd'); bwd_lm.save_encoder('enc_bwd')
@@ -121,7 +121,7 @@ def test_reversed_batches_equal_fastai():
     from fastai.text.data import LMDataLoader as FaLM, reverse_text, Pad_Chunk
     ids, offs = _ids(n_docs=30, seed=3)
     docs = [torch.as_tensor(ids[a:b].astype(np.int64)) for a, b in zip(offs[:-1], offs[1:])]
-    dls = lm_dls_from_ids(ids, offs, VOCAB, bs=3, seq_len=7, backwards=True, valid_pct=0.5)
+    dls = lm_dls_from_ids(TextIds.from_ids(ids, offs, vocab=VOCAB), bs=3, seq_len=7, backwards=True, valid_pct=0.5)
     val_docs = [torch.as_tensor(d) for d in np.split(dls.valid.dataset.buf, np.cumsum(dls.valid.dataset.lens)[:-1])]
     theirs = list(FaLM([reverse_text(d) for d in val_docs], bs=3, seq_len=7))
     ours = list(dls.valid)

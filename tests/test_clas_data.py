@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 import fastai.text.data as fdata
 from fastai.data.transforms import Categorize
 from ulmfit_lib.clas_data import pad_chunk, pad_input_chunk, SortedDL, sorted_order, TextBlock, corpus_doc_arrays
+from ulmfit_lib.lm_data import TextIds
 
 
 def _samples(lens, seed=0, n_cls=2):
@@ -271,15 +272,18 @@ def test_clas_dls_from_ids_reads_raw_texts_and_empties():
     rng = np.random.default_rng(0)
     lens = rng.integers(3, 12, 20); ids = rng.integers(9, 14, lens.sum()); offs = np.concatenate([[0], np.cumsum(lens)])
     y = np.arange(20) % 2
-    dls = clas_dls_from_ids((ids, offs, y), (ids, offs, y), vocab, bs=4, classes=['neg', 'pos'])
+    ds = TextIds.from_ids(ids, offs, y, vocab, ['neg', 'pos'])
+    dls = clas_dls_from_ids(ds, ds, bs=4)
     (x,) = dls.test_dl(['This movie is good.', 'Bad']).one_batch()
     assert x.tolist() == [[2, 8, 9, 10, 11, 12, 13], [2, 8, 0, 1, 1, 1, 1]]   # 'Bad': `xxmaj` and `xxunk` (not in the vocab)
     empty = dls.new_empty()
     assert len(empty.train) == 0 and len(empty.valid) == 0 and empty.valid.dataset.classes == ['neg', 'pos']
     assert empty.test_dl(['good']).one_batch()[0].tolist() == [[2, 12]]
     assert dls.valid.dataset.decode((torch.tensor([2, 9]), torch.tensor(1))) == ('xxbos this', 'pos')
-    with pytest.raises(ValueError, match='n_classes=3 but 2 classes'):
-        clas_dls_from_ids((ids, offs, y), (ids, offs, y), vocab, n_classes=3, classes=['neg', 'pos'])
+    with pytest.raises(ValueError, match='valid has label 2: not one of 2 classes'):
+        clas_dls_from_ids(ds, TextIds.from_ids(ids, offs, y + 1, vocab), bs=4)
+    with pytest.raises(TypeError, match='train must be a labelled TextIds'): clas_dls_from_ids((ids, offs, y), ds)
+    with pytest.raises(TypeError, match='valid must be a labelled TextIds'): clas_dls_from_ids(ds, TextIds.from_ids(ids, offs, vocab=vocab))
     with pytest.raises(ValueError, match='no documents'): SortedDL([])   # only loaders made by `new` may be empty
 
 
@@ -290,7 +294,8 @@ def test_clas_dls_from_ids_backwards():
     lens = rng.integers(3, 12, 10)
     ids, offs, y = rng.integers(2, 40, lens.sum()), np.r_[0, np.cumsum(lens)], rng.integers(0, 2, 10)
     vocab = [f'w{i}' for i in range(40)]
-    fwd, bwd = (clas_dls_from_ids((ids, offs, y), (ids, offs, y), vocab, bs=4, seq_len=5, backwards=b) for b in (False, True))
+    ds = TextIds.from_ids(ids, offs, y, vocab)
+    fwd, bwd = (clas_dls_from_ids(ds, ds, bs=4, seq_len=5, backwards=b) for b in (False, True))
     assert bwd.train.backwards and bwd.valid.backwards and not fwd.valid.backwards
     for (xf, yf), (xb, yb) in zip(fwd.valid, bwd.valid):
         assert torch.equal(yf, yb)

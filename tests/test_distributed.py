@@ -21,14 +21,16 @@ def _ids(n_docs, seed):
 
 
 def _lm_dls(bs):
-    from ulmfit_lib.lm_data import lm_dls_from_ids
-    return lm_dls_from_ids(*_ids(60, 0), VOCAB, bs=bs, seq_len=SEQ_LEN, valid_pct=0.25, seed=42)
+    from ulmfit_lib.lm_data import lm_dls_from_ids, TextIds
+    return lm_dls_from_ids(TextIds.from_ids(*_ids(60, 0), vocab=VOCAB), bs=bs, seq_len=SEQ_LEN, valid_pct=0.25, seed=42)
 
 
 def _clas_dls(bs):
     from ulmfit_lib.clas_data import clas_dls_from_ids
+    from ulmfit_lib.lm_data import TextIds
     (ti, to), (vi, vo) = _ids(24, 1), _ids(19, 2)       # 19 reviews: the last step gives one rank a review more
-    return clas_dls_from_ids((ti, to, np.arange(24) % 2), (vi, vo, np.arange(19) % 3 % 2), VOCAB, bs=bs, seed=3)
+    return clas_dls_from_ids(TextIds.from_ids(ti, to, np.arange(24) % 2, VOCAB), TextIds.from_ids(vi, vo, np.arange(19) % 3 % 2, VOCAB),
+                             bs=bs, seed=3)
 
 
 def _lm_learner(dls, path):

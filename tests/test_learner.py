@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from ulmfit_lib.awd_lstm import AWD_LSTM, awd_lstm_lm_config, get_language_model
 from ulmfit_lib.learner import (match_embeds, load_pretrained_files, load_vocab_pickle, save_vocab_pickle, safe_torch_load,
                                 atomic_torch_save, language_model_learner, text_classifier_learner, get_encoder, save_lm_pretrained)
-from ulmfit_lib.lm_data import lm_dls_from_ids
+from ulmfit_lib.lm_data import lm_dls_from_ids, TextIds
 from ulmfit_lib.clas_data import clas_dls_from_ids
 
 TINY = dict(awd_lstm_lm_config, emb_sz=8, n_hid=16, n_layers=2)
@@ -25,7 +25,7 @@ def _ids(n_docs=40, vocab=VOCAB, seed=0):
 
 
 def _lm_learner(tmp_path, vocab=VOCAB, **kw):
-    dls = lm_dls_from_ids(*_ids(vocab=vocab), vocab, bs=4, seq_len=10)
+    dls = lm_dls_from_ids(TextIds.from_ids(*_ids(vocab=vocab), vocab=vocab), bs=4, seq_len=10)
     return language_model_learner(dls, AWD_LSTM, config=TINY, pretrained=False, path=tmp_path, **kw)
 
 
@@ -66,7 +66,8 @@ def test_classifier_gets_pretrained_encoder(tmp_path):
     lm = _lm_learner(tmp_path)
     ids, offs = _ids()
     y = np.arange(len(offs) - 1) % 2
-    dls = clas_dls_from_ids((ids, offs, y), (ids, offs, y), VOCAB, bs=4)
+    ds = TextIds.from_ids(ids, offs, y, VOCAB)
+    dls = clas_dls_from_ids(ds, ds, bs=4)
     clas = text_classifier_learner(dls, AWD_LSTM, config=dict(emb_sz=8, n_hid=16, n_layers=2), pretrained=False, path=tmp_path)
     clas.load_pretrained(wf, vf, model=get_encoder(clas.model))
     exp = match_embeds({k: v.clone() for k, v in fa_model.state_dict().items()}, VOCAB, VOCAB)  # 'xxfake' rows: the last copy, as fastai
@@ -172,16 +173,16 @@ def test_match_embeds_matches_fastai(old, new, with_bias):
 
 def test_lm_dls_hold_out_documents(tmp_path):
     ids, offs = _ids(n_docs=50)
-    dls = lm_dls_from_ids(ids, offs, VOCAB, bs=4, seq_len=10, valid_pct=0.2)
+    dls = lm_dls_from_ids(TextIds.from_ids(ids, offs, vocab=VOCAB), bs=4, seq_len=10, valid_pct=0.2)
     assert dls.train.n_tok + dls.valid.n_tok == len(ids)
     assert len(dls.valid.lens_) == 10
-    with pytest.raises(ValueError, match='valid_pct'): lm_dls_from_ids(ids, offs, VOCAB, valid_pct=1.5)
+    with pytest.raises(ValueError, match='valid_pct'): lm_dls_from_ids(TextIds.from_ids(ids, offs, vocab=VOCAB), valid_pct=1.5)
 
 
 def test_classifier_needs_n_out(tmp_path):
     ids, offs = _ids()
     y = np.zeros(len(offs) - 1, dtype=int)
-    with pytest.raises(ValueError, match='labels for'): clas_dls_from_ids((ids, offs, y[:-1]), (ids, offs, y), VOCAB)
+    with pytest.raises(ValueError, match='labels for'): TextIds.from_ids(ids, offs, y[:-1], VOCAB)
 
 
 def test_wt103_offline_warns(tmp_path, monkeypatch):
@@ -189,7 +190,7 @@ def test_wt103_offline_warns(tmp_path, monkeypatch):
     import fastai.data.external as ext
     def no_net(*a, **k): raise ConnectionError('no network')
     monkeypatch.setattr(ext, 'untar_data', no_net)
-    dls = lm_dls_from_ids(*_ids(), VOCAB, bs=4, seq_len=10)
+    dls = lm_dls_from_ids(TextIds.from_ids(*_ids(), vocab=VOCAB), bs=4, seq_len=10)
     with pytest.warns(UserWarning, match='WikiText-103.*random weights'):
         learn = language_model_learner(dls, AWD_LSTM, config=TINY, path=tmp_path)
     assert learn.pretrained_from is None

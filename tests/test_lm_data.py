@@ -188,14 +188,14 @@ def test_split_docs_property(lens, data):
 
 def test_empty_loader_from_new():
     "fastai's `Learner.export` calls `dls.new_empty()`: a loader made by `new` may hold no documents (no batches)."
-    from ulmfit_lib.lm_data import lm_dls_from_ids
+    from ulmfit_lib.lm_data import lm_dls_from_ids, TextIds
     docs = _docs([30] * 10)
     dl = LMDataLoader(docs, bs=4, seq_len=5)
     e = dl.new(dl.dataset[:0])
     assert len(e) == 0 and list(e) == [] and e.seq_len == 5
     ids = np.concatenate(docs); offs = np.arange(0, 301, 30)
     vocab = ['xxunk', 'xxpad', 'xxbos', 'xxeos', 'xxfld', 'xxrep', 'xxwrep', 'xxup', 'xxmaj', 'the'] + [str(i) for i in range(10, 500)]
-    dls = lm_dls_from_ids(ids, offs, vocab, bs=4, seq_len=5, valid_pct=0.2)
+    dls = lm_dls_from_ids(TextIds.from_ids(ids, offs, vocab=vocab), bs=4, seq_len=5, valid_pct=0.2)
     empty = dls.new_empty()
     assert len(empty.train) == 0 and len(empty.valid) == 0 and empty.train.dataset.vocab == vocab
     t = dls.test_dl(['The 10 11'] * 3)                    # raw texts: tokenized and numericalized with the loaders' vocab

@@ -41,3 +41,70 @@ def test_star_import_has_what_the_book_calls():
               'save_classifier', 'explain', 'get_wt103', 'get_imdb', 'untar_data', 'DataBlock', 'gradual_unfreeze', 'ShardedDL'):
         assert n in ns, n
     assert 'read_weights' not in ns and 'RULES' not in ns
+
+
+# ---------------------------------------------------------------- sizes of functions (issue 23)
+
+def _functions():
+    "`(module, qualified name, parameters, lines)` of every function the package defines (AST: `self`/`cls` not counted)"
+    import ast
+    root = Path(importlib.import_module('ulmfit_lib').__file__).parent
+    for f in sorted(root.glob('*.py')):
+        tree = ast.parse(f.read_text(encoding='utf-8'))
+        def walk(node, prefix):
+            for n in ast.iter_child_nodes(node):
+                if isinstance(n, ast.ClassDef): yield from walk(n, prefix + n.name + '.')
+                elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    a = n.args
+                    k = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) + (a.vararg is not None) + (a.kwarg is not None)
+                    if a.args and a.args[0].arg in ('self', 'cls'): k -= 1
+                    # a `@patch`ed function names its class in its first annotation: `def f(self: Cls, ...)`
+                    ann = a.args[0].annotation if a.args else None
+                    cls = ann.id + '.' if isinstance(ann, ast.Name) and a.args[0].arg in ('self', 'cls') and not prefix else prefix
+                    yield f.stem, cls + n.name, k, n.end_lineno - n.lineno + 1
+                    yield from walk(n, prefix + n.name + '.')
+        yield from walk(tree, '')
+
+
+# fastai's own signatures, kept as fastai has them so that the book's cells run unchanged: each may take as many
+# parameters as fastai's (counted the same way, on fastai's source, `**kwargs` as one), and no more
+FASTAI_SIGNATURES = {
+    ('awd_lstm', 'AWD_LSTM.__init__'): ('fastai.text.models.awdlstm', 'AWD_LSTM.__init__'),
+    ('awd_lstm', 'get_text_classifier'): ('fastai.text.models.core', 'get_text_classifier'),
+    ('clas_data', 'TextDataLoaders.from_folder'): ('fastai.text.data', 'TextDataLoaders.from_folder'),
+    ('clas_data', 'TextDataLoaders.from_df'): ('fastai.text.data', 'TextDataLoaders.from_df'),
+    ('learner', 'text_classifier_learner'): ('fastai.text.learner', 'text_classifier_learner'),
+}
+# fastai's dataloaders take their options through `**kwargs` (`@delegates` shows 32 for `LMDataLoader`); ours name them,
+# plus what fastai spreads over other classes (rank/world_size, variable bptt, id arrays): fewer than fastai's shown ones
+FASTAI_DELEGATED = {('lm_data', 'LMDataLoader.__init__'): 'fastai.text.data.LMDataLoader',
+                    ('clas_data', 'SortedDL.__init__'): 'fastai.text.data.SortedDL'}
+
+
+def _fastai_count(mod, qual):
+    import ast, inspect
+    tree = ast.parse(inspect.getsource(importlib.import_module(mod)))
+    parts = qual.split('.')
+    for n in ast.walk(tree):
+        if len(parts) == 2 and isinstance(n, ast.ClassDef) and n.name == parts[0]:
+            n = next(m for m in n.body if isinstance(m, ast.FunctionDef) and m.name == parts[1])
+        elif not (len(parts) == 1 and isinstance(n, ast.FunctionDef) and n.name == parts[0]): continue
+        a = n.args
+        k = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) + (a.vararg is not None) + (a.kwarg is not None)
+        return k - (1 if a.args and a.args[0].arg in ('self', 'cls') else 0)
+    raise LookupError(qual)
+
+
+def test_no_function_over_40_lines_or_8_parameters():
+    import inspect
+    too_long = [(m, q, n) for m, q, _, n in _functions() if n > 40]
+    assert not too_long, too_long
+    over = {(m, q): k for m, q, k, _ in _functions() if k > 8}
+    ours = sorted(set(over) - set(FASTAI_SIGNATURES) - set(FASTAI_DELEGATED))
+    assert not ours, [(o, over[o]) for o in ours]
+    for key, (mod, qual) in FASTAI_SIGNATURES.items():
+        if key in over: assert over[key] <= _fastai_count(mod, qual), (key, over[key], _fastai_count(mod, qual))
+    for key, path in FASTAI_DELEGATED.items():
+        mod, name = path.rsplit('.', 1)
+        shown = len(inspect.signature(getattr(importlib.import_module(mod), name)).parameters)
+        if key in over: assert over[key] < shown, (key, over[key], shown)

@@ -24,7 +24,8 @@ from fastai.torch_core import retain_type, display_df
 from .basics import check_number
 from .numericalize import Numericalize, numericalize_corpus
 from .lm_data import LMDataLoader, TextIds, docs_to_arrays
-from .corpus import CorpusTokenizer, DfTokenizer, tokenize_folder  # the two tokenizers are also fastai's names here
+from .tokenize import Tokenizer
+from .corpus import CorpusTokenizer   # importing `corpus` also gives `Tokenizer` its `from_folder`/`from_df`
 
 # %% ../nbs/04_clas_data.ipynb #79f05983
 def pad_chunk(x, pad_idx=1, pad_first=True, seq_len=72, pad_len=10):
@@ -117,7 +118,7 @@ class SortedDL(TfmdDL):
         self.labels, self.pad_idx, self.pad_first, self.seq_len = labels, pad_idx, pad_first, seq_len
         self.backwards, self.seed, self.to_arrays, self.sort_func = backwards, seed, to_arrays, sort_func
         if vocab is not None: self.vocab = vocab
-        if dataset is None: dataset = TextIds(self.buf, self.starts, self.lens_, labels=labels, vocab=vocab)
+        if dataset is None: dataset = TextIds((self.buf, self.starts, self.lens_), labels=labels, vocab=vocab)
         super().__init__(dataset, bs=bs, shuffle=shuffle, num_workers=0, before_batch=before_batch, **kwargs)
         self.n = len(self.lens_)
         if seed is not None: self.rng = random.Random(seed)
@@ -194,28 +195,31 @@ def corpus_labels(corpus, classes=('neg', 'pos')):
     if bad: raise ValueError(f'labels {bad} are not among the classes {list(classes)}')
     return torch.tensor([o2i[n] for n in names])
 
-def clas_dls_from_ids(train, valid, vocab, bs=64, seq_len=72, n_classes=None, seed=42, device=None, classes=None,
-                      tok=None, rules=None, backwards=False):
-    "Classifier `DataLoaders` of sorted, padded batches from `(ids, offsets, labels)` triples"
-    if classes is None: classes = [str(i) for i in range(2 if n_classes is None else check_number(n_classes, 'n_classes', lo=1, integer=True))]
-    elif n_classes is not None and n_classes != len(classes): raise ValueError(f'n_classes={n_classes} but {len(classes)} classes')
-    def dl(t, shuffle, b):
-        ids, offs, y = t
-        offs = np.asarray(offs, dtype=np.int64)
-        if len(y) != len(offs) - 1: raise ValueError(f'{len(y)} labels for {len(offs)-1} documents')
-        ds = TextIds(ids, offs[:-1], np.diff(offs), labels=torch.as_tensor(np.asarray(y), dtype=torch.long), vocab=list(vocab),
-                     classes=list(classes), tok=tok, rules=rules)
-        return SortedDL(ds, bs=b, shuffle=shuffle, seed=seed if shuffle else None, seq_len=seq_len, vocab=list(vocab),
-                        backwards=backwards)
-    dls = DataLoaders(dl(train, True, bs), dl(valid, False, bs*2), device=device)
+def _labelled(ds, what, n_classes):
+    "`ds` if it is a `TextIds` whose labels are class ids below `n_classes`, else a typed error naming `what`"
+    if not isinstance(ds, TextIds) or ds.labels is None:
+        raise TypeError(f'{what} must be a labelled TextIds (`TextIds.from_ids(ids, offsets, labels, vocab, classes)`), got {type(ds).__name__}')
+    y = torch.as_tensor(ds.labels)
+    if len(y) and (y.min() < 0 or y.max() >= n_classes): raise ValueError(f'{what} has label {int(y.max())}: not one of {n_classes} classes')
+    return ds
+
+def clas_dls_from_ids(train, valid, bs=64, seq_len=72, seed=42, backwards=False):
+    "Classifier `DataLoaders` of sorted, padded batches over two labelled `TextIds` (valid in batches of `2*bs`)"
+    classes = list(getattr(train, 'classes', None) or ['0', '1'])
+    train, valid = _labelled(train, 'train', len(classes)), _labelled(valid, 'valid', len(classes))
+    if valid.vocab is not None and list(valid.vocab) != list(train.vocab): raise ValueError('valid has another vocab than train')
+    trn = TextIds(train.arrays, train.labels, train.vocab, classes, train.tok, train.rules)
+    def dl(ds, shuffle, b): return SortedDL(ds, bs=b, shuffle=shuffle, seed=seed if shuffle else None, seq_len=seq_len,
+                                            vocab=trn.vocab, backwards=backwards)
+    dls = DataLoaders(dl(trn, True, bs), dl(trn._new(valid.arrays, valid.labels), False, bs*2))
     dls.c = len(classes)
     return dls
 
 def clas_dls_from_corpus(train, valid, vocab, classes=('neg', 'pos'), tok=None, rules=None, **kwargs):
     "`clas_dls_from_ids` of two folder corpora, labels from the parent folder names"
-    t = (*numericalize_corpus(train, vocab), corpus_labels(train, classes))
-    v = (*numericalize_corpus(valid, vocab), corpus_labels(valid, classes))
-    return clas_dls_from_ids(t, v, vocab, classes=classes, tok=tok, rules=rules, **kwargs)
+    t, v = (TextIds.from_ids(*numericalize_corpus(c, vocab), corpus_labels(c, classes), list(vocab), list(classes), tok, rules)
+            for c in (train, valid))
+    return clas_dls_from_ids(t, v, **kwargs)
 
 # %% ../nbs/04_clas_data.ipynb #ac1e6198
 def _is_noop(f):
@@ -256,31 +260,29 @@ class TextBlock(TransformBlock):
         super().__init__(type_tfms=type_tfms, dl_type=LMDataLoader if is_lm else SortedDL, dls_kwargs=kw)
 
     @classmethod
-    def from_folder(cls, path, vocab=None, is_lm=False, seq_len=72, backwards=False, min_freq=3, max_vocab=60000,
-                    tok=None, rules=None, extensions=None, folders=None, n_workers=None, cache_dir=None, progress=False):
-        "Texts in `path/train` and `path/valid` labelled by their folder (or a `valid_pct`)"
-        corpus = tokenize_folder(path, extensions=extensions, folders=folders, n_workers=n_workers, rules=rules, tok=tok,
-                                 cache_dir=cache_dir, progress=progress)
-        return cls(CorpusTokenizer(corpus, path, tok=tok, rules=rules), vocab=vocab, is_lm=is_lm, seq_len=seq_len,
+    def from_folder(cls, path, vocab=None, is_lm=False, seq_len=72, backwards=False, min_freq=3, max_vocab=60000, **kwargs):
+        "Texts in `path/train` and `path/valid` labelled by their folder (`kwargs`: `Tokenizer.from_folder`'s)"
+        return cls(Tokenizer.from_folder(path, **{'progress': False, **kwargs}), vocab=vocab, is_lm=is_lm, seq_len=seq_len,
                    backwards=backwards, min_freq=min_freq, max_vocab=max_vocab)
 
     @classmethod
-    def from_df(cls, text_cols, vocab=None, is_lm=False, seq_len=72, backwards=False, min_freq=3, max_vocab=60000,
-                tok=None, rules=None, sep=' ', n_workers=None, mark_fields=None, tok_text_col='text', cache_dir=None,
-                progress=False):
-        "Build a `TextBlock` from the `text_cols` of a `DataFrame` (use `get_x=ColReader(tok_text_col)`)"
-        return cls(DfTokenizer(text_cols, tok=tok, rules=rules, sep=sep, n_workers=n_workers, mark_fields=mark_fields,
-                               tok_text_col=tok_text_col, cache_dir=cache_dir, progress=progress),
-                   vocab=vocab, is_lm=is_lm, seq_len=seq_len, backwards=backwards, min_freq=min_freq, max_vocab=max_vocab)
+    def from_df(cls, text_cols, vocab=None, is_lm=False, seq_len=72, backwards=False, min_freq=3, max_vocab=60000, **kwargs):
+        "A `TextBlock` of the `text_cols` of a `DataFrame` (`kwargs`: `Tokenizer.from_df`'s; `get_x=ColReader(tok_text_col)`)"
+        return cls(Tokenizer.from_df(text_cols, **kwargs), vocab=vocab, is_lm=is_lm, seq_len=seq_len, backwards=backwards,
+                   min_freq=min_freq, max_vocab=max_vocab)
 
 # %% ../nbs/04_clas_data.ipynb #629e525f
+def _tok_kwargs(kwargs):
+    "The tokenizer's settings (`n_workers`, `cache_dir`) taken out of `kwargs`; the rest go to the `DataLoaders`"
+    return {k: kwargs.pop(k) for k in ('n_workers', 'cache_dir') if k in kwargs}
+
 class TextDataLoaders(DataLoaders):
     "fastai's `TextDataLoaders` (texts in folders or a `DataFrame`) on our `TextBlock`"
     @classmethod
     def from_folder(cls, path, train='train', valid='valid', valid_pct=None, seed=None, vocab=None, text_vocab=None,
-                    is_lm=False, tok_tfm=None, seq_len=72, splitter=None, backwards=False, n_workers=None, cache_dir=None,
-                    **kwargs):
+                    is_lm=False, tok_tfm=None, seq_len=72, splitter=None, backwards=False, **kwargs):
         "Texts of `path/train` and `path/valid` labelled by folder, or a random `valid_pct` split"
+        tok_kw = _tok_kwargs(kwargs)
         path = Path(path)
         if splitter is None and valid_pct is None:
             for name in (train, valid):
@@ -288,8 +290,7 @@ class TextDataLoaders(DataLoaders):
                     raise FileNotFoundError(f"no folder {path/name}: pass train=/valid= (IMDb's validation folder is 'test') or valid_pct=")
         if splitter is None:
             splitter = GrandparentSplitter(train_name=train, valid_name=valid) if valid_pct is None else RandomSplitter(valid_pct, seed=seed)
-        blocks = [TextBlock.from_folder(path, text_vocab, is_lm, seq_len, backwards, tok=tok_tfm, n_workers=n_workers,
-                                        cache_dir=cache_dir)]
+        blocks = [TextBlock.from_folder(path, text_vocab, is_lm, seq_len, backwards, tok=tok_tfm, **tok_kw)]
         if not is_lm: blocks.append(CategoryBlock(vocab=vocab))
         get_items = partial(get_text_files, folders=[train, valid]) if valid_pct is None else get_text_files
         dblock = DataBlock(blocks=blocks, get_items=get_items, splitter=splitter, get_y=None if is_lm else parent_label)
@@ -298,14 +299,13 @@ class TextDataLoaders(DataLoaders):
 # %% ../nbs/04_clas_data.ipynb #03fe04ce
 @patch(cls_method=True)
 def from_df(cls: TextDataLoaders, df, path='.', valid_pct=0.2, seed=None, text_col=0, label_col=1, label_delim=None, y_block=None,
-            text_vocab=None, is_lm=False, valid_col=None, tok_tfm=None, tok_text_col='text', seq_len=72, backwards=False,
-            n_workers=None, cache_dir=None, **kwargs):
+            text_vocab=None, is_lm=False, valid_col=None, tok_tfm=None, tok_text_col='text', seq_len=72, backwards=False, **kwargs):
     "Texts in `df[text_col]` labelled by `df[label_col]`, split by `valid_col` or `valid_pct`"
+    tok_kw = _tok_kwargs(kwargs)
     _check_cols(df, text_col, 'text columns')
     if not is_lm: _check_cols(df, label_col, 'label columns')
     if valid_col is not None: _check_cols(df, valid_col, 'validation column')
-    blocks = [TextBlock.from_df(text_col, text_vocab, is_lm, seq_len, backwards, tok=tok_tfm, tok_text_col=tok_text_col,
-                                n_workers=n_workers, cache_dir=cache_dir)]
+    blocks = [TextBlock.from_df(text_col, text_vocab, is_lm, seq_len, backwards, tok=tok_tfm, tok_text_col=tok_text_col, **tok_kw)]
     if y_block is None and not is_lm:
         blocks.append(MultiCategoryBlock if isinstance(label_col, (list, tuple)) and len(label_col) > 1 else CategoryBlock)
     if y_block is not None and not is_lm: blocks += list(y_block) if isinstance(y_block, (list, tuple)) else [y_block]

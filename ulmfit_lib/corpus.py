@@ -7,9 +7,10 @@ __all__ = ['tokenize_texts', 'TokCorpus', 'load_corpus', 'tokenize_corpus', 'tok
            'DfTokenizer']
 
 # %% ../nbs/01a_corpus.ipynb #aa7edcb7
-import functools, hashlib, json, os, re, shutil, tempfile, time, types, multiprocessing
+import hashlib, json, os, shutil, tempfile, time, multiprocessing
+from typing import NamedTuple
 from collections import Counter
-from pathlib import Path, PurePath
+from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
@@ -17,7 +18,7 @@ from fastprogress import progress_bar
 from . import __version__
 from .basics import read_text, mark_ours, is_ours, replace_dir, remove_stale, current_umask
 from .tokenize import (FLD, text_proc_rules, text_postproc_rules, compose_rules, WordTokenizer, Tokenizer,
-                                 check_text, encode_utf8, check_documents, default_word_tok)
+                                 check_text, encode_utf8, check_documents, default_word_tok, rule_key)
 
 # %% ../nbs/01a_corpus.ipynb #23f9f06c
 def _load_item(item):
@@ -146,69 +147,6 @@ class TokCorpus:
     def __repr__(self):
         return f'TokCorpus({len(self)} docs, {len(self.ids)} tokens, {len(self.vocab)} distinct)'
 
-# %% ../nbs/01a_corpus.ipynb #d27f9afe
-def _code_fp(code):
-    "Fingerprint of code object `code`, nested functions included (no addresses)"
-    h = hashlib.sha256(code.co_code + repr(code.co_names).encode())
-    for c in code.co_consts: h.update(_code_fp(c).encode() if hasattr(c, 'co_code') else repr(c).encode())
-    return h.hexdigest()[:16]
-
-def _code_names(code):
-    "Global names `code` (and the functions nested in it) may read"
-    res = set(code.co_names)
-    for c in code.co_consts:
-        if hasattr(c, 'co_code'): res |= _code_names(c)
-    return res
-
-# %% ../nbs/01a_corpus.ipynb #6d7697f2
-_PLAIN = (type(None), bool, int, float, complex, str, bytes, np.generic)
-
-def _value_key(v, where, seen):
-    "Deterministic text for a value a rule depends on (`where` names it); `TypeError` if it has none"
-    if isinstance(v, _PLAIN): return f'{type(v).__name__}:{v!r}'
-    if id(v) in seen: return 'cycle'
-    seen = seen | {id(v)}
-    if isinstance(v, (list, tuple)): return f'{type(v).__name__}[' + ','.join(_value_key(o, where, seen) for o in v) + ']'
-    if isinstance(v, (set, frozenset)): return f'{type(v).__name__}{{' + ','.join(sorted(_value_key(o, where, seen) for o in v)) + '}'
-    if isinstance(v, dict): return 'dict{' + ','.join(f'{_value_key(k, where, seen)}:{_value_key(o, where, seen)}' for k,o in v.items()) + '}'
-    if isinstance(v, re.Pattern): return f're:{v.pattern!r}:{v.flags}'
-    if isinstance(v, PurePath): return f'path:{v}'
-    if isinstance(v, types.ModuleType): return f'module:{v.__name__}'
-    if isinstance(v, type): return f'class:{v.__module__}.{v.__qualname__}'
-    if isinstance(v, np.ndarray): return f'array:{v.dtype}:{v.shape}:{hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()}'
-    if callable(v): return _rule_key(v, where, seen)
-    if hasattr(v, '__dict__') and not hasattr(v, '__slots__'): return f'{type(v).__module__}.{type(v).__qualname__}' + _value_key(vars(v), where, seen)
-    raise TypeError(f'cannot build a cache key for {where}: it depends on a {type(v).__name__} ({v!r:.60}) that has no '
-                    'deterministic hash. Tokenize with cache_dir=False (no cache), or make the rule a module-level '
-                    'function of plain values (str, numbers, lists, dicts, compiled regexes, other such functions)')
-
-# %% ../nbs/01a_corpus.ipynb #07f2d3b5
-def _rule_key(f, where, seen=frozenset()):
-    "Deterministic text for rule `f`: its code and all its output depends on"
-    if id(f) in seen: return 'cycle'
-    seen = seen | {id(f)}
-    v = lambda o, what: _value_key(o, f'{where} ({what})', seen)
-    if isinstance(f, functools.partial):
-        return f'partial({_rule_key(f.func, where, seen)},{v(f.args, "arguments")},{v(f.keywords, "keywords")})'
-    if '__wrapped__' in getattr(f, '__dict__', {}): return _rule_key(f.__wrapped__, where, seen)   # `lru_cache`, `functools.wraps`
-    if isinstance(f, types.MethodType): return f'method({_rule_key(f.__func__, where, seen)},{v(f.__self__, "its object")})'
-    name = f'{getattr(f, "__module__", None)}.{getattr(f, "__qualname__", None) or type(f).__qualname__}'
-    code = getattr(f, '__code__', None)
-    if code is None:
-        if isinstance(f, (types.BuiltinFunctionType, types.BuiltinMethodType)):
-            s = getattr(f, '__self__', None)
-            return f'builtin:{name}' + ('' if s is None or isinstance(s, types.ModuleType) else v(s, 'its object'))
-        return f'object:{name}:{_rule_key(type(f).__call__, where, seen)}:{v(vars(f), "its attributes") if hasattr(f, "__dict__") else ""}'
-    cells = [c.cell_contents if c.cell_contents is not f else 'self' for c in (f.__closure__ or ())]
-    glb = {n: f.__globals__[n] for n in sorted(_code_names(code)) if n in f.__globals__}
-    return (f'{name}:{_code_fp(code)}:{v(f.__defaults__, "defaults")}:{v(f.__kwdefaults__, "defaults")}'
-            f':{v(cells, "captured values " + str(code.co_freevars))}:{v(glb, "globals " + str(list(glb)))}')
-
-def rule_key(f):
-    "Cache key (hex) of rule `f`: its code, captured values, defaults and globals"
-    where = f'rule {getattr(f, "__qualname__", None) or type(f).__qualname__}'
-    return hashlib.sha256(_rule_key(f, where).encode('utf-8', 'surrogatepass')).hexdigest()[:32]
-
 # %% ../nbs/01a_corpus.ipynb #0a95eab6
 def _tok_key(tok):
     if hasattr(tok, 'cache_key'): return tok.cache_key()
@@ -306,12 +244,23 @@ def _is_token_cache(d):
     return isinstance(meta, dict) and d.name == f"tok-{meta.get('key')}"
 
 # %% ../nbs/01a_corpus.ipynb #fbb41087
-def _build_corpus(items, tok, rules, post_rules, n_workers, progress, out_dir, files=False):
-    "Tokenize `items`, merge the chunks' vocabularies in order, write ids to `out_dir/ids.i32` if given"
+class TokJob(NamedTuple):
+    "One tokenization: `items` (texts, or file names if `files`), the pipeline, and how to run it"
+    items: list
+    files: bool = False
+    tok: object = None
+    rules: list = None
+    post_rules: list = None
+    n_workers: int = None
+    progress: bool = True
+
+def _build_corpus(job, out_dir=None):
+    "Tokenize `job.items`, merge the chunks' vocabularies in order, write ids to `out_dir/ids.i32` if given"
     index,total,offsets,parts = {},np.zeros(0, np.int64),[0],[]
     f = open(out_dir/'ids.i32', 'wb') if out_dir is not None else None
     try:
-        for vocab,ids,lengths in encode_parallel(items, tok, rules, post_rules, n_workers, progress, files=files):
+        for vocab,ids,lengths in encode_parallel(job.items, job.tok, job.rules, job.post_rules, job.n_workers, job.progress,
+                                                 files=job.files):
             lut = np.array([index.setdefault(t, len(index)) for t in vocab], np.int32)
             gids = lut[ids] if len(ids) else ids.astype(np.int32)
             c = np.bincount(gids, minlength=len(index))
@@ -326,13 +275,13 @@ def _build_corpus(items, tok, rules, post_rules, n_workers, progress, out_dir, f
     return list(index), total, ids, np.array(offsets, np.int64)
 
 # %% ../nbs/01a_corpus.ipynb #8794f9ac
-def _write_cache(tmp, items, tok, rules, post_rules, n_workers, progress, is_files, files, key, desc):
-    "Tokenize into the fresh folder `tmp`: arrays, vocab, files, meta, marker, plain mode"
-    vocab,counts,_,offsets = _build_corpus(items, tok, rules, post_rules, n_workers, progress, tmp, is_files)
+def _write_cache(tmp, job, files, key, desc):
+    "Tokenize `job` into the fresh folder `tmp`: arrays, vocab, `files` (names), meta, marker, plain mode"
+    vocab,counts,_,offsets = _build_corpus(job, tmp)
     (tmp/'vocab.json').write_text(json.dumps(vocab, ensure_ascii=False), encoding='utf-8')
     np.save(tmp/'counts.npy', counts); np.save(tmp/'offsets.npy', offsets)
     if files is not None: (tmp/'files.json').write_text(json.dumps(files, ensure_ascii=False), encoding='utf-8')
-    meta = dict(desc, key=key, n_docs=len(items), n_tokens=int(offsets[-1]), n_vocab=len(vocab), files=files is not None)
+    meta = dict(desc, key=key, n_docs=len(job.items), n_tokens=int(offsets[-1]), n_vocab=len(vocab), files=files is not None)
     (tmp/'meta.json').write_text(json.dumps(meta, default=str, indent=1), encoding='utf-8')
     mark_ours(tmp, 'token cache')
     os.chmod(tmp, 0o777 & ~current_umask())                   # mkdtemp's 0700 -> what a plain mkdir gives
@@ -363,22 +312,24 @@ def tokenize_corpus(items, n_workers=None, rules=None, tok=None, post_rules=None
         if not (p or isinstance(o, str)): raise TypeError(f'document {i} is a {type(o).__name__}, not a str or a Path: {o!r:.60}')
     if any(is_path) and not all(is_path): raise TypeError('items mix texts and Paths: pass one kind')
     is_files = bool(items) and is_path[0]
-    return _tokenize_corpus([str(o) for o in items] if is_files else items, is_files, n_workers, rules, tok,
-                            post_rules, cache_dir, path, progress)
+    job = TokJob([str(o) for o in items] if is_files else items, is_files, tok, rules, post_rules, n_workers, progress)
+    return _tokenize_corpus(job, cache_dir, path)
 
 # %% ../nbs/01a_corpus.ipynb #8850f693
-def _tokenize_corpus(items, is_files, n_workers, rules, tok, post_rules, cache_dir, path, progress):
-    "`tokenize_corpus` on texts, or on file names (`str`) if `is_files`"
+def _tokenize_corpus(job, cache_dir=None, path=None):
+    "`tokenize_corpus` of a `TokJob`: texts, or file names (`str`) if `job.files`"
+    items, is_files = job.items, job.files
     files = _rel_names(items, path) if is_files else None
     if is_files and cache_dir is False:
         for o in items:
             if not os.path.isfile(o): raise FileNotFoundError(f'no such file: {o}')
     if not is_files and cache_dir is False:
         for i,o in enumerate(items): encode_utf8(o, i)                 # with a cache, the key checks them
-    if tok is None: tok = default_word_tok()
-    tok,rules,post_rules = _prepare([Path(o) for o in items] if is_files and hasattr(tok, 'setup') else items, tok, rules, post_rules)
+    tok = default_word_tok() if job.tok is None else job.tok
+    tok,rules,post_rules = _prepare([Path(o) for o in items] if is_files and hasattr(tok, 'setup') else items, tok, job.rules, job.post_rules)
+    job = job._replace(tok=tok, rules=rules, post_rules=post_rules)
     if cache_dir is False:
-        vocab,counts,ids,offsets = _build_corpus(items, tok, rules, post_rules, n_workers, progress, None, is_files)
+        vocab,counts,ids,offsets = _build_corpus(job)
         return TokCorpus(vocab, counts, ids, offsets, files=files, path=path)
     key,desc = corpus_key(items, tok, rules, post_rules, root=path, files=is_files)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
@@ -392,7 +343,7 @@ def _tokenize_corpus(items, is_files, n_workers, rules, tok, post_rules, cache_d
         for pat in ('.tmp-tok-*', '.tok-*.old-*'): remove_stale(root, pat)   # leftovers of killed runs (hours old)
         tmp = Path(tempfile.mkdtemp(prefix=f'.tmp-tok-{key}-', dir=root))
         try:
-            _write_cache(tmp, items, tok, rules, post_rules, n_workers, progress, is_files, files, key, desc)
+            _write_cache(tmp, job, files, key, desc)
             res = _publish(tmp, final, key)
         finally: shutil.rmtree(tmp, ignore_errors=True)
     res.path = path
@@ -413,13 +364,12 @@ def list_files(path, extensions=None, folders=None):
     return res
 
 # %% ../nbs/01a_corpus.ipynb #c6ccdb7e
-def tokenize_folder(path, extensions=None, folders=None, n_workers=None, rules=None, tok=None,
-                    post_rules=None, cache_dir=None, progress=True):
+def tokenize_folder(path, extensions=None, folders=None, n_workers=None, rules=None, tok=None, cache_dir=None, **kwargs):
     "Tokenize the text files in `path` (recursively, only `folders` if given) into a cached `TokCorpus`"
     path = Path(path).expanduser()
     if not path.is_dir(): raise FileNotFoundError(f'no such folder: {path}')
     files = list_files(path, extensions=['.txt'] if extensions is None else extensions, folders=folders)
-    return _tokenize_corpus(files, True, n_workers, rules, tok, post_rules, cache_dir, path, progress)
+    return _tokenize_corpus(TokJob(files, True, tok, rules, n_workers=n_workers, **kwargs), cache_dir, path)
 
 # %% ../nbs/01a_corpus.ipynb #35923de1
 def _join_texts(df, mark_fields=False):
@@ -446,14 +396,12 @@ class TokenizedDf(tuple):
     def __reduce__(self): return (TokenizedDf, (self[0], self[1], self.corpus))
 
 # %% ../nbs/01a_corpus.ipynb #1ff0abf0
-def tokenize_df(df, text_cols, n_workers=None, rules=None, mark_fields=None, tok=None, tok_text_col='text',
-                post_rules=None, cache_dir=None, progress=True):
+def tokenize_df(df, text_cols, n_workers=None, rules=None, mark_fields=None, tok=None, tok_text_col='text', **kwargs):
     "Tokenize `df[text_cols]` as fastai: `(df, counter)`, the `TokCorpus` as `.corpus`"
     text_cols = _text_columns(df, text_cols)
     if mark_fields is None: mark_fields = len(text_cols) > 1
     texts = [str(t) for t in _join_texts(df[text_cols], mark_fields=mark_fields)]
-    corpus = tokenize_corpus(texts, n_workers=n_workers, rules=rules, tok=tok, post_rules=post_rules,
-                             cache_dir=cache_dir, progress=progress)
+    corpus = tokenize_corpus(texts, n_workers=n_workers, rules=rules, tok=tok, **kwargs)
     res = df[df.columns[~df.columns.isin(text_cols)]].copy()
     res[tok_text_col] = corpus.docs()
     res[f'{tok_text_col}_length'] = corpus.lengths
@@ -492,18 +440,17 @@ class CorpusTokenizer(Tokenizer):
 # %% ../nbs/01a_corpus.ipynb #ee47358d
 class DfTokenizer(Tokenizer):
     "`Tokenizer.from_df`'s transform: `setups` tokenizes the frame's `text_cols`"
-    def __init__(self, text_cols, tok=None, rules=None, sep=' ', n_workers=None, mark_fields=None, tok_text_col='text',
-                 cache_dir=None, progress=False):
+    def __init__(self, text_cols, tok=None, rules=None, sep=' ', mark_fields=None, tok_text_col='text', **kwargs):
         super().__init__(tok if tok is not None else WordTokenizer(), rules=rules, sep=sep, mode='df')
-        self.text_cols, self.n_workers, self.mark_fields, self.tok_text_col = text_cols, n_workers, mark_fields, tok_text_col
-        self.cache_dir, self.progress, self.corpus = cache_dir, progress, None
+        self.text_cols, self.mark_fields, self.tok_text_col, self.corpus = text_cols, mark_fields, tok_text_col, None
+        self.kwargs = {'progress': False, **kwargs}       # `tokenize_df`'s: n_workers, post_rules, cache_dir, progress
         self.train_setup = False          # as fastai: tokenize (and count) every row, not only the training ones
 
     def setups(self, dsets):
         df = getattr(dsets, 'items', None)
         if not isinstance(df, pd.DataFrame): return
-        res = tokenize_df(df, self.text_cols, n_workers=self.n_workers, rules=self.rules, mark_fields=self.mark_fields,
-                          tok=self.tok, tok_text_col=self.tok_text_col, cache_dir=self.cache_dir, progress=self.progress)
+        res = tokenize_df(df, self.text_cols, rules=self.rules, mark_fields=self.mark_fields, tok=self.tok,
+                          tok_text_col=self.tok_text_col, **self.kwargs)
         dsets.items, self.corpus = res[0], res.corpus
         if self.counter is None: self.counter = res[1]
         if self.lengths is None: self.lengths = self.corpus.lengths

@@ -14,13 +14,13 @@ from fastprogress import progress_bar
 from fastcore.basics import patch
 from fastai.torch_core import get_model
 from .basics import atomic_write, mark_ours, replace_dir, remove_stale, current_umask, OWNER_MARKER, check_number
-from .tokenize import (Tokenizer, WordTokenizer, CharTokenizer, text_proc_rules, text_postproc_rules, fix_html,
+from .tokenize import (WordTokenizer, CharTokenizer, text_proc_rules, text_postproc_rules, fix_html,
                                  replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps, replace_maj,
                                  lowercase, replace_space)
 from .corpus import encode_parallel
 from .clas_data import pad_chunk
 from .awd_lstm import AWD_LSTM, get_text_classifier
-from .learner import safe_torch_load, load_state_checked, dls_vocab, learner_direction
+from .learner import safe_torch_load, load_state_checked, dls_vocab, dls_tokenizer, learner_direction
 
 # %% ../nbs/08_inference.ipynb #6730682c
 def classifier_arch(model):
@@ -75,13 +75,6 @@ def tokenizer_from_spec(spec):
     if not (isinstance(lang, str) and re.fullmatch(r'[a-z]{2,3}', lang)): raise ValueError(f'tokenizer.lang must be a language code like "en", got {lang!r:.80}')
     try: return WordTokenizer(lang=lang, special_toks=list(sp))
     except (ImportError, OSError) as e: raise ValueError(f'tokenizer.lang {lang!r} cannot be loaded here: {str(e).splitlines()[0]:.200}') from None
-
-# %% ../nbs/08_inference.ipynb #7134efea
-def dls_tokenizer(dls):
-    "The `Tokenizer` transform of `dls`'s texts, or `None` for loaders built from ids"
-    tls = getattr(getattr(dls, 'train_ds', None), 'tls', None)
-    fs = getattr(getattr(tls[0], 'tfms', None), 'fs', []) if tls else []
-    return next((f for f in fs if isinstance(f, Tokenizer)), None)
 
 # %% ../nbs/08_inference.ipynb #e7356d54
 FORMAT_VERSION, READ_VERSIONS = 2, (1, 2)     # 2 records `backwards`; a version-1 folder is a forward classifier
@@ -162,9 +155,9 @@ def save_classifier(learn, folder, classes=None, tok=None, rules=None, post_rule
 # %% ../nbs/08_inference.ipynb #9704b0a4
 class TextClassifier:
     "A trained text classifier for inference: `classes`, `predict_proba`, `predict`"
-    def __init__(self, model, vocab, classes, tok=None, rules=None, post_rules=None, device=None, n_workers=None, backwards=False):
-        self.device = torch.device(device if device is not None else 'cpu')
-        self.model = model.eval().to(self.device)
+    def __init__(self, model, vocab, classes, tok=None, rules=None, post_rules=None, n_workers=None, backwards=False):
+        self.model = model.eval()
+        self.device = next(model.parameters()).device      # inference runs where the model is: `model.to(device)` first
         self.vocab, self.classes = list(vocab), list(classes)
         self.tok = tok if tok is not None else WordTokenizer()
         self.rules = list(text_proc_rules if rules is None else rules)
@@ -331,9 +324,9 @@ def _load_one(folder, device=None, n_workers=None):
     with warnings.catch_warnings():                         # loading into `meta` copies nothing (and says so): only the checks count
         warnings.simplefilter('ignore', UserWarning)
         load_state_checked(shell, wgts, what=f'{folder/WEIGHTS_FILE} and {CONFIG_FILE}')
-    model = load_state_checked(build(), wgts, what=str(folder/WEIGHTS_FILE))
+    model = load_state_checked(build(), wgts, what=str(folder/WEIGHTS_FILE)).to(device if device is not None else 'cpu')
     return TextClassifier(model, vocab, cfg['classes'], cfg['tok'], [RULES[r] for r in cfg['rules']],
-                          [RULES[r] for r in cfg['post_rules']], device=device, n_workers=n_workers, backwards=cfg['backwards'])
+                          [RULES[r] for r in cfg['post_rules']], n_workers=n_workers, backwards=cfg['backwards'])
 
 # %% ../nbs/08_inference.ipynb #02619189
 def _ensemble_members(folder):

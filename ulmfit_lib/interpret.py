@@ -16,7 +16,8 @@ from fastai.torch_core import get_model
 from .basics import atomic_write, check_number
 from .corpus import encode_parallel
 from .learner import dls_vocab, learner_direction
-from .inference import TextClassifier, EnsembleClassifier, inference_batches, dls_tokenizer, _check_texts
+from .inference import TextClassifier, EnsembleClassifier, inference_batches, _check_texts
+from .learner import dls_tokenizer
 
 # %% ../nbs/08a_interpret.ipynb #a2500007
 def classifier_tokens(clf, texts, n_workers=None):
@@ -144,8 +145,8 @@ def _target_idx(clf, target, n):
     raise ValueError(f'target must be one of the classes {clf.classes} or a class index, got {target!r}')
 
 # %% ../nbs/08a_interpret.ipynb #a2500020
-def explain_ids(clf, ids, tokens=None, method='ig', target=None, n_steps=32, baseline='zeros', bs=16, max_tokens=4096):
-    "`Explanation`s of the id arrays `ids`; for an ensemble, members' scores averaged"
+def explain_ids(clf, ids, method='ig', target=None, n_steps=32, baseline='zeros', bs=16, max_tokens=4096):
+    "`Explanation`s of the id arrays `ids` (tokens from the vocab); for an ensemble, members' scores averaged"
     _check_method(method, n_steps, baseline)
     check_number(max_tokens, 'max_tokens', lo=1, integer=True)
     ms, ids = _members(clf), [np.asarray(d, np.int64) for d in ids]
@@ -153,22 +154,23 @@ def explain_ids(clf, ids, tokens=None, method='ig', target=None, n_steps=32, bas
     tgt = _target_idx(clf, target, len(ids))
     if tgt is None: tgt = probs.argmax(1) if len(ids) else np.zeros(0, np.int64)
     res = [_explain_one_model(m, ids, tgt, method, n_steps, baseline, bs, max_tokens) for m in ms]
-    if tokens is None: tokens = [[clf.vocab[i] for i in d] for d in ids]
     out = []
     for i, d in enumerate(ids):
         cut = explained_window(len(d), ms[0].seq_len, ms[0].max_len)
         window = (0, len(d)) if len(ms) > 1 else (0, len(d) - cut) if ms[0].backwards else (cut, len(d))
         delta = float(np.mean([r[2][i] for r in res])) if method == 'ig' else None
-        out.append(Explanation(list(tokens[i]), d, np.mean([r[0][i] for r in res], axis=0), clf.classes[int(tgt[i])],
+        out.append(Explanation([clf.vocab[j] for j in d.tolist()], d, np.mean([r[0][i] for r in res], axis=0), clf.classes[int(tgt[i])],
                                float(probs[i, tgt[i]]), method, window, delta))
     return out
 
 # %% ../nbs/08a_interpret.ipynb #702d3ccf
-def explain(clf, texts, method='ig', target=None, n_steps=32, baseline='zeros', bs=16, max_tokens=4096, n_workers=None):
-    "An `Explanation` of each of `texts` by `clf`: tokens, prediction, a score per token"
+def explain(clf, texts, method='ig', target=None, n_steps=32, baseline='zeros', bs=16, max_tokens=4096):
+    "An `Explanation` of each of `texts` by `clf`: tokens as written, prediction, a score per token"
     _check_method(method, n_steps, baseline)
-    toks, ids = classifier_tokens(_members(clf)[0], texts, n_workers=n_workers)
-    return explain_ids(clf, ids, toks, method, target, n_steps, baseline, bs, max_tokens)
+    toks, ids = classifier_tokens(_members(clf)[0], texts)          # in `clf.n_workers` processes
+    res = explain_ids(clf, ids, method, target, n_steps, baseline, bs, max_tokens)
+    for e, t in zip(res, toks): e.tokens = list(t)                  # a word out of the vocab shown as written, not `xxunk`
+    return res
 
 # %% ../nbs/08a_interpret.ipynb #a2500029
 _SILENT = {'xxbos', 'xxeos', 'xxpad', 'xxfld'}
@@ -299,7 +301,7 @@ def learner_classifier(learn):
     t = dls_tokenizer(learn.dls)
     return TextClassifier(model, vocab, classes,
                           tok=t.tok if t is not None else None, rules=t.rules if t is not None else None,
-                          device=next(model.parameters()).device, backwards=learner_direction(learn.dls, getattr(learn, 'backwards', None)))
+                          backwards=learner_direction(learn.dls, getattr(learn, 'backwards', None)))
 
 # %% ../nbs/08a_interpret.ipynb #661e730a
 def explain_top_losses(interp, k=4, method='ig', **kwargs):

@@ -22,11 +22,9 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, Perplexity
 from fastai.torch_core import get_model, rank_distrib
 from fastai.text.learner import decode_spec_tokens
-from .tokenize import UNK, PAD, BOS, tokenize1
-from .corpus import TokCorpus, tokenize_corpus, tokenize_folder
-from .numericalize import corpus_vocab
+from .tokenize import UNK, PAD, BOS, Tokenizer, tokenize1
+from .lm_data import TextIds
 from .basics import atomic_write
-from .lm_data import lm_dls_from_corpus
 from .awd_lstm import (AWD_LSTM, LinearDecoder, get_language_model, get_text_classifier, awd_lstm_lm_split, awd_lstm_clas_split,
                        generate, awd_lstm_lm_config, awd_lstm_clas_config)
 
@@ -158,6 +156,15 @@ def dls_vocab(dls):
     if len(vocab) == 2 and not isinstance(vocab[0], str): return [str(o) for o in vocab[0]], [str(o) for o in vocab[1]]
     return [str(o) for o in vocab], None
 
+def dls_tokenizer(dls):
+    "The tokenizer of `dls`'s texts: fastai's `Tokenizer` transform, or the `TextIds`' `tok`/`rules`; else `None`"
+    tls = getattr(getattr(dls, 'train_ds', None), 'tls', None)
+    fs = getattr(getattr(tls[0], 'tfms', None), 'fs', []) if tls else []
+    t = next((f for f in fs if isinstance(f, Tokenizer)), None)
+    ds = getattr(getattr(dls, 'train', None), 'dataset', None)
+    if t is None and isinstance(ds, TextIds) and ds.tok is not None: t = Tokenizer(ds.tok, rules=ds.rules)
+    return t
+
 # %% ../nbs/06_learner.ipynb #b39ddc64
 def dls_backwards(dls):
     "Whether `dls` read each text reversed (ours: `backwards`; fastai's: `reverse_text`)"
@@ -281,10 +288,12 @@ def load_pretrained(self:TextLearner, wgts_fname, vocab_fname, model=None):
 # %% ../nbs/06_learner.ipynb #3314fb03
 class LMLearner(TextLearner):
     "A `TextLearner` for language models: `predict` generates text with the O(n) generator."
-    tok, rules = None, None
+    tok, rules = None, None        # set them to read `predict`'s text otherwise than the loaders' tokenizer does
     def tokenize(self, text):
-        "Tokens of `text` with this learner's tokenizer and rules."
-        return tokenize1(text, tok=self.tok, rules=self.rules)
+        "Tokens of `text`: this learner's `tok`/`rules` if set, else those of its loaders"
+        t = dls_tokenizer(self.dls)
+        tok = self.tok if self.tok is not None else None if t is None else t.tok
+        return tokenize1(text, tok=tok, rules=self.rules if self.rules is not None else None if t is None else t.rules)
 
     def predict(self, text, n_words=1, no_unk=True, temperature=1., min_p=None, no_bar=False,
                 decoder=decode_spec_tokens, only_last_word=False):
@@ -327,11 +336,11 @@ def _fit_config(config, default, wgts):
 
 # %% ../nbs/06_learner.ipynb #e66b4224
 def language_model_learner(dls, arch, config=None, drop_mult=1., backwards=None, pretrained=True,
-                           pretrained_fnames=None, tok=None, rules=None, **kwargs):
+                           pretrained_fnames=None, **kwargs):
     "Create an `LMLearner` with a language model from `dls` and `arch` (fastai's API)."
     vocab = dls_vocab(dls)[0]
     learn = LMLearner(dls, None, loss_func=CrossEntropyLossFlat(), splitter=awd_lstm_lm_split, backwards=backwards, **kwargs)
-    learn.tok, learn.rules, learn.pretrained_from = tok, rules, None
+    learn.pretrained_from = None
     if pretrained_fnames is not None:
         fnames = [learn.path/learn.model_dir/f'{fn}.{ext}' for fn, ext in zip(pretrained_fnames, ['pth', 'pkl'])]
     elif pretrained: fnames = _wt103_files(learn.backwards)
@@ -375,22 +384,10 @@ def text_classifier_learner(dls, arch, seq_len=72, config=None, backwards=None, 
     return learn
 
 # %% ../nbs/06_learner.ipynb #43670448
-def _as_corpus(source, n_workers=None, cache_dir=None):
-    if isinstance(source, TokCorpus): return source
-    if isinstance(source, (str, Path)) and Path(source).is_dir():
-        return tokenize_folder(source, n_workers=n_workers, cache_dir=cache_dir, progress=False)
-    if isinstance(source, (str, Path)): raise FileNotFoundError(f'no such folder: {source}')
-    return tokenize_corpus(list(source), n_workers=n_workers, cache_dir=cache_dir, progress=False)
-
-def pretrain_lm(source, path='.', name='general_lm', vocab=None, config=None, drop_mult=0.3, epochs=1, lr=1e-2,
-                bs=64, seq_len=72, max_vocab=60000, min_freq=3, valid_pct=0.1, wd=0.01, seed=42, cbs=None,
-                n_workers=None, cache_dir=None, backwards=False, **kwargs):
-    "Train an LM from scratch on `source`; save `path/models/name.{pth,pkl}`."
-    corpus = _as_corpus(source, n_workers=n_workers, cache_dir=cache_dir)
-    if vocab is None: vocab = corpus_vocab(corpus, min_freq=min_freq, max_vocab=max_vocab)
-    dls = lm_dls_from_corpus(corpus, vocab, bs=bs, seq_len=seq_len, valid_pct=valid_pct, seed=seed, backwards=backwards)
-    learn = language_model_learner(dls, AWD_LSTM, config=config, drop_mult=drop_mult, pretrained=False, path=path, backwards=backwards,
-                                   wd=wd, metrics=[accuracy, Perplexity()], cbs=cbs, **kwargs)
+def pretrain_lm(dls, path='.', name='general_lm', config=None, drop_mult=0.3, epochs=1, lr=1e-2, **kwargs):
+    "Train an LM from scratch on the LM loaders `dls`; save `path/models/name.{pth,pkl}`."
+    kwargs = {'wd': 0.01, 'metrics': [accuracy, Perplexity()], **kwargs}    # the rest: `language_model_learner`'s
+    learn = language_model_learner(dls, AWD_LSTM, config=config, drop_mult=drop_mult, pretrained=False, path=path, **kwargs)
     if epochs: learn.fit_one_cycle(epochs, lr)
     save_lm_pretrained(learn, name)
     return learn

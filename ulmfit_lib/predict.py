@@ -153,7 +153,7 @@ def main(argv=None):
         with contextlib.redirect_stdout(sys.stderr): probs = clf.predict_proba(texts, bs=a.bs)   # progress bar on stderr
         expls = None
         if a.explain is not None or a.html is not None:     # an ensemble: each member explains the label, scores averaged
-            expls = explain(clf, texts, method=a.explain_method, n_workers=a.n_workers)
+            expls = explain(clf, texts, method=a.explain_method)      # in the processes `load_classifier` was given
             if a.html is not None: write_explanation_html(expls, a.html)
     except (ValueError, TypeError, OSError, pickle.UnpicklingError) as e:
         print(f'ulmfit-predict: error: {" ".join(str(e).split())}', file=sys.stderr)

@@ -19,7 +19,7 @@ from fastprogress.fastprogress import IN_NOTEBOOK
 from fastai.metrics import accuracy, Perplexity
 from .basics import atomic_write
 from .awd_lstm import AWD_LSTM
-from .lm_data import lm_dls_from_ids, split_docs
+from .lm_data import lm_dls_from_ids, split_docs, TextIds
 from .clas_data import clas_dls_from_ids
 from .learner import language_model_learner, text_classifier_learner, save_lm_pretrained
 from .inference import save_classifier
@@ -196,8 +196,8 @@ def gradual_unfreeze(learn, lr, epochs, cbs=None):
 def _lm_learner(run, ids, offs, pretrained, seed):
     "A language-model learner of `run` on the documents `(ids, offs)`, with the job's callbacks."
     p = run.p
-    dls = lm_dls_from_ids(ids, offs, run.data.vocab, bs=p.bs, seq_len=p.seq_len, seed=p.seed + seed, device=run.device,
-                          backwards=run.backwards)
+    dls = lm_dls_from_ids(TextIds.from_ids(ids, offs, vocab=run.data.vocab), bs=p.bs, seq_len=p.seq_len, seed=p.seed + seed,
+                          backwards=run.backwards).to(run.device)
     learn = language_model_learner(dls, AWD_LSTM, config=p.lm_config(), drop_mult=p.lm_drop_mult, pretrained=False,
                                    pretrained_fnames=pretrained, metrics=[accuracy, Perplexity()], path=run.out, wd=p.wd)
     if p.fp16 and run.device.type == 'cuda': learn = learn.to_fp16()
@@ -211,8 +211,9 @@ def _joined(data, part_names):
     return np.concatenate([ids for ids, _, _ in parts]), offs
 
 # %% ../nbs/07b_stages.ipynb #ec333545
-def lm_stage(run, parts, epochs, lr, frozen_epochs=0, pretrained=None, seed=0, name='lm', frozen_lr=None):
-    "Train and validate a language model on the parts `parts` of `run.data`; a `StageResult`"
+def lm_stage(run, parts, epochs, lr, frozen=(0, None), pretrained=None, seed=0, name='lm'):
+    "An LM trained on the parts `parts` of `run.data` (`frozen`: epochs, lr first, body frozen); a `StageResult`"
+    frozen_epochs, frozen_lr = frozen
     t0, budget = time.monotonic(), run.budget
     ids, offs = _joined(run.data, parts)
     info = dict(tokens=int(offs[-1]), docs=len(offs) - 1)
@@ -241,8 +242,9 @@ def lm_stage(run, parts, epochs, lr, frozen_epochs=0, pretrained=None, seed=0, n
 def clas_learner(run, trn, encoder=None):
     "A classifier learner of `run` on the labelled documents `trn`, from `encoder` or random"
     p, data = run.p, run.data
-    dls = clas_dls_from_ids(trn, data.parts['valid'], data.vocab, bs=p.clas_bs, seq_len=72, seed=p.seed, device=run.device,
-                            backwards=run.backwards)   # each review reversed before padding, as fastai's `TextBlock(backwards=True)`
+    trn, val = (TextIds.from_ids(*part, vocab=data.vocab) for part in (trn, data.parts['valid']))
+    dls = clas_dls_from_ids(trn, val, bs=p.clas_bs, seq_len=72, seed=p.seed,
+                            backwards=run.backwards).to(run.device)   # each review reversed before padding, as fastai's `TextBlock(backwards=True)`
     learn = text_classifier_learner(dls, AWD_LSTM, config=p.clas_config(), drop_mult=p.clas_drop_mult, pretrained=False,
                                     max_len=p.max_len, metrics=accuracy, path=run.out, wd=p.wd, backwards=run.backwards)
     if p.fp16 and run.device.type == 'cuda': learn = learn.to_fp16()
@@ -300,8 +302,8 @@ def general_lm(run):
 def finetune_lm(run, general=None):
     "Stage 2: the LM fine-tuned on the classifier's texts (from `general`, or scratch)"
     p = run.p
-    r = lm_stage(run, ['lm'], p.lm2_epochs, p.lm2_lr, frozen_epochs=p.lm2_frozen_epochs, seed=2, name='finetuned' + run.sfx,
-                 pretrained=None if general is None else _stage1_fnames(general), frozen_lr=p.lm2_frozen_lr)
+    r = lm_stage(run, ['lm'], p.lm2_epochs, p.lm2_lr, frozen=(p.lm2_frozen_epochs, p.lm2_frozen_lr), seed=2,
+                 name='finetuned' + run.sfx, pretrained=None if general is None else _stage1_fnames(general))
     r.info['texts'] = list(p.lm_folders())
     if 'test' in p.lm_folders(): r.info['note'] = "the held-out test reviews' texts (never their labels) were among the texts this LM read, as in the book"
     r.files.append(on_main(r.learn.save_encoder, r.name))             # rank 0 writes; stage 3 reads it on every rank

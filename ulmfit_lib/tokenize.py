@@ -9,10 +9,10 @@ __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_
            'lowercase', 'replace_space', 'WordTokenizer', 'SubwordTokenizer', 'CharTokenizer', 'Tokenizer', 'tokenize1']
 
 # %% ../nbs/01_tokenize.ipynb #c969962a
-import hashlib, html, os, re, shutil, tempfile, unicodedata
+import functools, hashlib, html, os, re, shutil, tempfile, types, unicodedata
 from collections import Counter
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePath
 import numpy as np
 import spacy
 from spacy.symbols import ORTH
@@ -342,3 +342,66 @@ def tokenize1(text, tok=None, rules=None, post_rules=None):
 def default_word_tok():
     "The `WordTokenizer()` the functions use when given none, built once per process"
     return WordTokenizer()
+
+# %% ../nbs/01_tokenize.ipynb #d27f9afe
+def _code_fp(code):
+    "Fingerprint of code object `code`, nested functions included (no addresses)"
+    h = hashlib.sha256(code.co_code + repr(code.co_names).encode())
+    for c in code.co_consts: h.update(_code_fp(c).encode() if hasattr(c, 'co_code') else repr(c).encode())
+    return h.hexdigest()[:16]
+
+def _code_names(code):
+    "Global names `code` (and the functions nested in it) may read"
+    res = set(code.co_names)
+    for c in code.co_consts:
+        if hasattr(c, 'co_code'): res |= _code_names(c)
+    return res
+
+# %% ../nbs/01_tokenize.ipynb #6d7697f2
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, np.generic)
+
+def _value_key(v, where, seen):
+    "Deterministic text for a value a rule depends on (`where` names it); `TypeError` if it has none"
+    if isinstance(v, _PLAIN): return f'{type(v).__name__}:{v!r}'
+    if id(v) in seen: return 'cycle'
+    seen = seen | {id(v)}
+    if isinstance(v, (list, tuple)): return f'{type(v).__name__}[' + ','.join(_value_key(o, where, seen) for o in v) + ']'
+    if isinstance(v, (set, frozenset)): return f'{type(v).__name__}{{' + ','.join(sorted(_value_key(o, where, seen) for o in v)) + '}'
+    if isinstance(v, dict): return 'dict{' + ','.join(f'{_value_key(k, where, seen)}:{_value_key(o, where, seen)}' for k,o in v.items()) + '}'
+    if isinstance(v, re.Pattern): return f're:{v.pattern!r}:{v.flags}'
+    if isinstance(v, PurePath): return f'path:{v}'
+    if isinstance(v, types.ModuleType): return f'module:{v.__name__}'
+    if isinstance(v, type): return f'class:{v.__module__}.{v.__qualname__}'
+    if isinstance(v, np.ndarray): return f'array:{v.dtype}:{v.shape}:{hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()}'
+    if callable(v): return _rule_key(v, where, seen)
+    if hasattr(v, '__dict__') and not hasattr(v, '__slots__'): return f'{type(v).__module__}.{type(v).__qualname__}' + _value_key(vars(v), where, seen)
+    raise TypeError(f'cannot build a cache key for {where}: it depends on a {type(v).__name__} ({v!r:.60}) that has no '
+                    'deterministic hash. Tokenize with cache_dir=False (no cache), or make the rule a module-level '
+                    'function of plain values (str, numbers, lists, dicts, compiled regexes, other such functions)')
+
+# %% ../nbs/01_tokenize.ipynb #07f2d3b5
+def _rule_key(f, where, seen=frozenset()):
+    "Deterministic text for rule `f`: its code and all its output depends on"
+    if id(f) in seen: return 'cycle'
+    seen = seen | {id(f)}
+    v = lambda o, what: _value_key(o, f'{where} ({what})', seen)
+    if isinstance(f, functools.partial):
+        return f'partial({_rule_key(f.func, where, seen)},{v(f.args, "arguments")},{v(f.keywords, "keywords")})'
+    if '__wrapped__' in getattr(f, '__dict__', {}): return _rule_key(f.__wrapped__, where, seen)   # `lru_cache`, `functools.wraps`
+    if isinstance(f, types.MethodType): return f'method({_rule_key(f.__func__, where, seen)},{v(f.__self__, "its object")})'
+    name = f'{getattr(f, "__module__", None)}.{getattr(f, "__qualname__", None) or type(f).__qualname__}'
+    code = getattr(f, '__code__', None)
+    if code is None:
+        if isinstance(f, (types.BuiltinFunctionType, types.BuiltinMethodType)):
+            s = getattr(f, '__self__', None)
+            return f'builtin:{name}' + ('' if s is None or isinstance(s, types.ModuleType) else v(s, 'its object'))
+        return f'object:{name}:{_rule_key(type(f).__call__, where, seen)}:{v(vars(f), "its attributes") if hasattr(f, "__dict__") else ""}'
+    cells = [c.cell_contents if c.cell_contents is not f else 'self' for c in (f.__closure__ or ())]
+    glb = {n: f.__globals__[n] for n in sorted(_code_names(code)) if n in f.__globals__}
+    return (f'{name}:{_code_fp(code)}:{v(f.__defaults__, "defaults")}:{v(f.__kwdefaults__, "defaults")}'
+            f':{v(cells, "captured values " + str(code.co_freevars))}:{v(glb, "globals " + str(list(glb)))}')
+
+def rule_key(f):
+    "Cache key (hex) of rule `f`: its code, captured values, defaults and globals"
+    where = f'rule {getattr(f, "__qualname__", None) or type(f).__qualname__}'
+    return hashlib.sha256(_rule_key(f, where).encode('utf-8', 'surrogatepass')).hexdigest()[:32]
