@@ -45,6 +45,13 @@ def test_star_import_has_what_the_book_calls():
 
 # ---------------------------------------------------------------- sizes of functions (issue 23)
 
+def _n_params(fn):
+    "Parameters of the `ast` function `fn`, `*args`/`**kwargs` one each, `self`/`cls` not counted"
+    a = fn.args
+    k = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) + (a.vararg is not None) + (a.kwarg is not None)
+    return k - (1 if a.args and a.args[0].arg in ('self', 'cls') else 0)
+
+
 def _functions():
     "`(module, qualified name, parameters, lines)` of every function the package defines (AST: `self`/`cls` not counted)"
     import ast
@@ -55,9 +62,7 @@ def _functions():
             for n in ast.iter_child_nodes(node):
                 if isinstance(n, ast.ClassDef): yield from walk(n, prefix + n.name + '.')
                 elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    a = n.args
-                    k = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) + (a.vararg is not None) + (a.kwarg is not None)
-                    if a.args and a.args[0].arg in ('self', 'cls'): k -= 1
+                    a, k = n.args, _n_params(n)
                     # a `@patch`ed function names its class in its first annotation: `def f(self: Cls, ...)`
                     ann = a.args[0].annotation if a.args else None
                     cls = ann.id + '.' if isinstance(ann, ast.Name) and a.args[0].arg in ('self', 'cls') and not prefix else prefix
@@ -89,9 +94,7 @@ def _fastai_count(mod, qual):
         if len(parts) == 2 and isinstance(n, ast.ClassDef) and n.name == parts[0]:
             n = next(m for m in n.body if isinstance(m, ast.FunctionDef) and m.name == parts[1])
         elif not (len(parts) == 1 and isinstance(n, ast.FunctionDef) and n.name == parts[0]): continue
-        a = n.args
-        k = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) + (a.vararg is not None) + (a.kwarg is not None)
-        return k - (1 if a.args and a.args[0].arg in ('self', 'cls') else 0)
+        return _n_params(n)
     raise LookupError(qual)
 
 

@@ -207,7 +207,8 @@ def clas_dls_from_ids(train, valid, bs=64, seq_len=72, seed=42, backwards=False)
     "Classifier `DataLoaders` of sorted, padded batches over two labelled `TextIds` (valid in batches of `2*bs`)"
     classes = list(getattr(train, 'classes', None) or ['0', '1'])
     train, valid = _labelled(train, 'train', len(classes)), _labelled(valid, 'valid', len(classes))
-    if valid.vocab is not None and list(valid.vocab) != list(train.vocab): raise ValueError('valid has another vocab than train')
+    if valid.vocab is not None and valid.vocab is not train.vocab and list(valid.vocab) != list(train.vocab):
+        raise ValueError('valid has another vocab than train')
     trn = TextIds(train.arrays, train.labels, train.vocab, classes, train.tok, train.rules)
     def dl(ds, shuffle, b): return SortedDL(ds, bs=b, shuffle=shuffle, seed=seed if shuffle else None, seq_len=seq_len,
                                             vocab=trn.vocab, backwards=backwards)

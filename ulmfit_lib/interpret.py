@@ -154,12 +154,12 @@ def explain_ids(clf, ids, method='ig', target=None, n_steps=32, baseline='zeros'
     tgt = _target_idx(clf, target, len(ids))
     if tgt is None: tgt = probs.argmax(1) if len(ids) else np.zeros(0, np.int64)
     res = [_explain_one_model(m, ids, tgt, method, n_steps, baseline, bs, max_tokens) for m in ms]
-    out = []
+    out, voc = [], np.asarray(clf.vocab, dtype=object)
     for i, d in enumerate(ids):
         cut = explained_window(len(d), ms[0].seq_len, ms[0].max_len)
         window = (0, len(d)) if len(ms) > 1 else (0, len(d) - cut) if ms[0].backwards else (cut, len(d))
         delta = float(np.mean([r[2][i] for r in res])) if method == 'ig' else None
-        out.append(Explanation([clf.vocab[j] for j in d.tolist()], d, np.mean([r[0][i] for r in res], axis=0), clf.classes[int(tgt[i])],
+        out.append(Explanation(voc[d].tolist(), d, np.mean([r[0][i] for r in res], axis=0), clf.classes[int(tgt[i])],
                                float(probs[i, tgt[i]]), method, window, delta))
     return out
 
